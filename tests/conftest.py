@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny MovieLens-shaped files in both layouts (never the real data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recrl_lib.datasets import GENRES
+
+# (user, item, rating, timestamp); user 1 rates items at distinct times, user 2 has a tie.
+RATINGS = [
+    (1, 10, 5, 100), (1, 20, 3, 200), (1, 30, 4, 300), (1, 40, 1, 400), (1, 50, 5, 500),
+    (2, 10, 2, 150), (2, 30, 4, 150), (2, 40, 5, 250), (2, 50, 4, 350), (2, 20, 1, 450),
+    (3, 20, 4, 120), (3, 50, 3, 130),
+]  # fmt: skip
+ITEMS = [
+    (10, "Toy Story", 1995, ["Animation", "Children's", "Comedy"]),
+    (20, "GoldenEye", 1995, ["Action", "Adventure", "Thriller"]),
+    (30, "Heat", 1995, ["Action", "Crime", "Thriller"]),
+    (40, "Fargo", 1996, ["Crime", "Drama", "Thriller"]),
+    (50, "Casablanca", 1942, ["Drama", "Romance", "War"]),
+]
+USERS = [(1, 24, "M", "technician", "85711"), (2, 53, "F", "other", "94043"),
+         (3, 23, "M", "writer", "32067")]  # fmt: skip
+
+
+def write_atomic(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    inter = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    inter += [f"{u}\t{i}\t{r}\t{t}" for u, i, r, t in RATINGS]
+    item = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    item += [f"{i}\t{title}\t{year}\t{' '.join(g)}" for i, title, year, g in ITEMS]
+    user = ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token"]
+    user += ["\t".join(map(str, row)) for row in USERS]
+    for name, lines in (("ml-100k.inter", inter), ("ml-100k.item", item), ("ml-100k.user", user)):
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def write_grouplens(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in RATINGS))
+    lines = []
+    for i, title, year, genres in ITEMS:
+        flags = "|".join("1" if g in genres else "0" for g in GENRES)
+        lines.append(f"{i}|{title} ({year})|01-Jan-{year}||http://x|{flags}")
+    (folder / "u.item").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    (folder / "u.user").write_text("".join("|".join(map(str, r)) + "\n" for r in USERS))
+    return folder
+
+
+@pytest.fixture
+def atomic_dir(tmp_path: Path) -> Path:
+    return write_atomic(tmp_path / "atomic")
+
+
+@pytest.fixture
+def grouplens_dir(tmp_path: Path) -> Path:
+    return write_grouplens(tmp_path / "grouplens")
