@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "datasets" / "ml-100k"
 RECBOLE_VERSION = "1.2.1"
@@ -137,6 +138,15 @@ def chronological_split(
     n_test = np.minimum(np.floor(size * test_fraction), size - 1)
     is_test = rank >= size - n_test
     return ordered[~is_test].reset_index(drop=True), ordered[is_test].reset_index(drop=True)
+
+
+def interaction_matrix(ratings: pd.DataFrame, n_users: int, n_items: int):
+    """[n_users, n_items] bool torch tensor, True where ``ratings`` holds the (user, item) pair."""
+    matrix = torch.zeros(n_users, n_items, dtype=torch.bool)
+    rows = torch.as_tensor(ratings["user"].to_numpy(dtype=np.int64, copy=True))
+    cols = torch.as_tensor(ratings["item"].to_numpy(dtype=np.int64, copy=True))
+    matrix[rows, cols] = True
+    return matrix
 
 
 # ----------------------------------------------------------------------------- locating

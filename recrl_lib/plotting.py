@@ -1,0 +1,37 @@
+"""Matplotlib figures the lessons share (axes labelled, spread shown)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def pca_2d(vectors: torch.Tensor) -> np.ndarray:
+    """[N, D] -> [N, 2]: the projection on the two principal components."""
+    centred = vectors.float().cpu() - vectors.float().cpu().mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return (centred @ v[:2].T).numpy()
+
+
+def embedding_scatter(vectors: torch.Tensor, labels: list[str], *, ax=None, title: str = ""):
+    """PCA of ``vectors`` coloured by ``labels`` (one colour per distinct label)."""
+    ax = ax or plt.subplots(figsize=(7, 5))[1]
+    points = pca_2d(vectors)
+    for label in sorted(set(labels), key=labels.count, reverse=True):
+        keep = np.array([x == label for x in labels])
+        ax.scatter(
+            points[keep, 0], points[keep, 1], s=8, alpha=0.7, label=f"{label} ({keep.sum()})"
+        )
+    ax.set(xlabel="principal component 1", ylabel="principal component 2", title=title)
+    ax.legend(fontsize=7, markerscale=2, ncol=2, loc="best")
+    return ax
+
+
+def bars_with_ci(names, means, lows, highs, *, ax=None, ylabel: str = "", title: str = ""):
+    """Bar chart of means with asymmetric error bars [low, high] (e.g. 95% CIs)."""
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    means, lows, highs = map(np.asarray, (means, lows, highs))
+    ax.bar(names, means, yerr=[means - lows, highs - means], capsize=6, color="tab:blue", alpha=0.8)
+    ax.set(ylabel=ylabel, title=title)
+    return ax

@@ -1,0 +1,172 @@
+"""Text encoder, pooling, cache, history encoders, BPR matrix factorisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recrl_lib.encoders import (
+    GRUHistoryEncoder,
+    ItemTable,
+    MatrixFactorization,
+    MeanHistoryEncoder,
+    ModelNotFoundError,
+    TextEncoder,
+    TransformerHistoryEncoder,
+    fit_bpr,
+    item_texts,
+    mean_pool,
+    nearest_neighbours,
+)
+from recrl_lib.encoders.history import pad_histories
+from recrl_lib.encoders.text import resolve_model
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return TextEncoder(cache_dir=tmp_path_factory.mktemp("cache"), device=torch.device("cpu"))
+
+
+def test_mean_pool_matches_hand_computation():
+    tokens = torch.tensor(
+        [[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[2.0, 0.0], [0.0, 0.0], [0.0, 0.0]]]
+    )  # [B=2, T=3, D=2]
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    expected = torch.tensor([[2.0, 3.0], [2.0, 0.0]])  # padding (the 100s) ignored
+    torch.testing.assert_close(mean_pool(tokens, mask), expected)
+
+
+def test_vectors_are_unit_norm_and_deterministic(encoder):
+    texts = ["Toy Story (1995) — Animation, Children's, Comedy", "Fargo (1996) — Crime, Drama", "x"]
+    a = encoder.encode(texts, progress=False)
+    assert a.shape == (3, 384) and a.dtype == torch.float32
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(3))
+    # the same text in another batch (other padding) gives the same vector
+    b = TextEncoder(cache_dir=None, device=torch.device("cpu")).encode(texts[1:2], progress=False)
+    torch.testing.assert_close(a[1:2], b, atol=1e-5, rtol=0)
+
+
+def test_pooling_agrees_with_sentence_transformers(encoder):
+    st = pytest.importorskip("sentence_transformers")
+    from recrl_lib.encoders.text import default_model_path
+
+    reference = st.SentenceTransformer(str(default_model_path()), device="cpu")
+    texts = ["Star Wars (1977) — Action, Sci-Fi", "a much longer text " * 5]
+    ours = TextEncoder(cache_dir=None, device=torch.device("cpu")).encode(texts, progress=False)
+    theirs = torch.as_tensor(reference.encode(texts, normalize_embeddings=True))
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_cache_hit_does_not_call_the_model(tmp_path):
+    texts = ["Heat (1995) — Action, Crime", "Casablanca (1942) — Drama, Romance"]
+    first = TextEncoder(cache_dir=tmp_path, device=torch.device("cpu"))
+    v1 = first.encode(texts, progress=False)
+    assert first.model_calls == 1
+    second = TextEncoder(cache_dir=tmp_path, device=torch.device("cpu"))
+    v2 = second.encode(list(reversed(texts)), progress=False)
+    assert second.model_calls == 0
+    torch.testing.assert_close(v1, v2.flip(0))
+    second.encode([*texts, "a new text"], progress=False)  # only the new text runs
+    assert second.model_calls == 1
+
+
+def test_bad_model_path_and_hub_id_offline(monkeypatch, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        TextEncoder("./no/such/model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        TextEncoder(tmp_path / "empty")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE=1 forbids downloads"):
+        TextEncoder("someone/not-a-cached-model")
+    monkeypatch.setenv("RECRL_TEXT_MODEL", "/no/such/dir")
+    with pytest.raises(ModelNotFoundError, match=r"\$RECRL_TEXT_MODEL is the path"):
+        resolve_model()
+
+
+def test_empty_or_wrong_input(encoder):
+    with pytest.raises(ValueError, match="no texts"):
+        encoder.encode([])
+    with pytest.raises(TypeError, match="wrap a single text"):
+        encoder.encode("just a string")
+    with pytest.raises(TypeError, match="takes strings"):
+        encoder.encode(["ok", 3])
+
+
+def test_item_texts_format(atomic_dir):
+    from recrl_lib.datasets import load_movielens_100k
+
+    texts = item_texts(load_movielens_100k(atomic_dir))
+    assert texts[0] == "Toy Story (1995) — Animation, Children's, Comedy"
+
+
+def test_nearest_neighbours_excludes_the_query():
+    vectors = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
+    idx, sim = nearest_neighbours(vectors, 0, k=2)
+    assert idx.tolist() == [1, 2]
+    assert sim[0] > sim[1]
+
+
+# ----------------------------------------------------------------------------- history encoders
+
+ENCODERS = [MeanHistoryEncoder, GRUHistoryEncoder, TransformerHistoryEncoder]
+
+
+@pytest.mark.parametrize("encoder_class", ENCODERS)
+def test_padding_does_not_change_the_state(encoder_class):
+    torch.manual_seed(0)
+    table = ItemTable(dim=16, text_vectors=torch.randn(20, 8), use_ids=True)
+    model = encoder_class(table, n_responses=2).eval()
+    items, mask = pad_histories([[1, 2, 3], [4], []], length=5)
+    responses = torch.rand(3, 5, 2)
+    state = model(items, mask, responses)
+    assert state.shape == (3, 16)
+    # scramble everything under the padding: the state must not move
+    items2 = torch.where(mask, items, torch.randint(0, 20, items.shape))
+    responses2 = torch.where(mask[..., None], responses, torch.rand(3, 5, 2) * 10)
+    torch.testing.assert_close(model(items2, mask, responses2), state)
+    # a longer pad gives the same state too
+    items3, mask3 = pad_histories([[1, 2, 3], [4], []], length=8)
+    responses3 = torch.cat([responses, torch.rand(3, 3, 2)], dim=1)
+    torch.testing.assert_close(model(items3, mask3, responses3), state, atol=1e-5, rtol=0)
+    assert torch.isfinite(state).all()
+
+
+def test_encoders_reject_bad_shapes():
+    model = MeanHistoryEncoder(ItemTable(10, dim=4), n_responses=1)
+    items, mask = pad_histories([[1, 2]], length=3)
+    with pytest.raises(ValueError, match="responses must be"):
+        model(items, mask)
+    with pytest.raises(ValueError, match="mask must be"):
+        model(items, mask.long(), torch.zeros(1, 3, 1))
+    with pytest.raises(ValueError, match="items must be"):
+        model(items.float(), mask, torch.zeros(1, 3, 1))
+
+
+def test_item_table_combines_text_and_ids():
+    text = torch.randn(5, 3)
+    table = ItemTable(dim=4, text_vectors=text, use_ids=True)
+    expected = text @ table.text_projection.weight.T + table.id_embedding.weight
+    torch.testing.assert_close(table.all(), expected)
+    with pytest.raises(ValueError, match="needs text_vectors"):
+        ItemTable(5, use_ids=False)
+
+
+def test_bpr_learns_a_planted_preference():
+    torch.manual_seed(0)
+    # users 0..9 like items 0..4, users 10..19 like items 5..9
+    users = torch.arange(20).repeat_interleave(5)
+    items = torch.cat([torch.arange(5) if u < 10 else torch.arange(5, 10) for u in range(20)])
+    model = MatrixFactorization(20, ItemTable(10, dim=4))
+    losses = fit_bpr(model, users, items, epochs=60, batch_size=32, lr=0.05, progress=False)
+    assert losses[-1] < losses[0]
+    scores = model.score_all()
+    assert (scores[:10, :5].mean() > scores[:10, 5:].mean()) and (scores[10:, 5:].mean() > scores[10:, :5].mean())  # fmt: skip
+
+
+def test_bpr_reports_a_nan_loss():
+    model = MatrixFactorization(2, ItemTable(3, dim=2))
+    with torch.no_grad():
+        model.users.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit_bpr(model, torch.tensor([0, 1]), torch.tensor([0, 1]), epochs=1, progress=False)
