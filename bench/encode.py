@@ -1,6 +1,6 @@
 """Encode all 1,682 MovieLens item texts cold, then again from the cache; print items/s and the ratio.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/encode.py
+HF_HUB_OFFLINE=1 .venv/bin/python bench/encode.py
 """
 
 from __future__ import annotations

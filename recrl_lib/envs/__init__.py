@@ -1,0 +1,19 @@
+"""Environments: the batched user simulator, its Gymnasium wrappers, the tabular genre MDP."""
+
+from recrl_lib.envs.genre_mdp import TabularMDP, genre_mdp, value_iteration
+from recrl_lib.envs.gym_env import RecommenderEnv, RecommenderVectorEnv
+from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator
+from recrl_lib.envs.world import World, build_world, kmeans
+
+__all__ = [
+    "RecommenderEnv",
+    "RecommenderVectorEnv",
+    "SimulatorConfig",
+    "TabularMDP",
+    "UserSimulator",
+    "World",
+    "build_world",
+    "genre_mdp",
+    "kmeans",
+    "value_iteration",
+]

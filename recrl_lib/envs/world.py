@@ -1,0 +1,168 @@
+"""The simulated world, built from MovieLens: hidden user and item vectors, quality, clickbait.
+
+Everything here is *hidden* from agents: they see only what the simulator's observation shows.
+
+- ``user_vectors [U, D]``, ``item_vectors [N, D]``, ``item_bias [N]``: a BPR matrix
+  factorisation fitted to the training positives; ``affinity(u, i) = p_u · q_i + b_i``,
+  standardised over all pairs so that config scales read in standard deviations.
+- ``item_quality [N]`` in [0, 1]: the item's shrunk mean training rating, (mean - 1) / 4.
+- ``clickbait [N]`` bool: the lowest-quality items; the simulator boosts their appeal.
+- ``genres [N, G]`` multi-hot, ``user_features [U, F]`` demographics, ``cohorts [U]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from recrl_lib.datasets import MovieLens100K, interaction_matrix
+from recrl_lib.encoders import ItemTable, MatrixFactorization, fit_bpr
+from recrl_lib.evaluation import auc_per_user
+
+
+@dataclass
+class World:
+    user_vectors: torch.Tensor  # [U, D]
+    item_vectors: torch.Tensor  # [N, D]
+    item_bias: torch.Tensor  # [N]
+    item_quality: torch.Tensor  # [N] in [0, 1]
+    clickbait: torch.Tensor  # [N] bool
+    genres: torch.Tensor  # [N, G] float multi-hot
+    user_features: torch.Tensor  # [U, F]
+    cohorts: torch.Tensor  # [U] long
+    popularity: torch.Tensor  # [N] training interactions per item
+    affinity_mean: float = 0.0
+    affinity_std: float = 1.0
+    mf_auc: float = float("nan")  # held-out AUC of the fitted factorisation
+
+    @property
+    def n_users(self) -> int:
+        return self.user_vectors.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.item_vectors.shape[0]
+
+    @property
+    def n_cohorts(self) -> int:
+        return int(self.cohorts.max()) + 1
+
+    def to(self, device) -> World:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return World(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
+
+    def affinity(self, user_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Standardised affinity. user_vectors: [B, D]; items: [B, K] -> [B, K]"""
+        raw = (user_vectors[:, None, :] * self.item_vectors[items]).sum(-1) + self.item_bias[items]
+        return (raw - self.affinity_mean) / self.affinity_std
+
+    def affinity_all(self, user_vectors: torch.Tensor) -> torch.Tensor:
+        """user_vectors: [B, D] -> [B, N]"""
+        raw = user_vectors @ self.item_vectors.T + self.item_bias
+        return (raw - self.affinity_mean) / self.affinity_std
+
+    def sample_users(self, cohort: int, n: int, generator: torch.Generator) -> torch.Tensor:
+        """New synthetic users [n, D] from a cohort: its mean plus Gaussian noise of its per-dimension spread."""
+        if not 0 <= cohort < self.n_cohorts:
+            raise ValueError(f"cohort must be in 0..{self.n_cohorts - 1}, got {cohort}")
+        members = self.user_vectors[self.cohorts == cohort]
+        mean, std = members.mean(0), members.std(0) if len(members) > 1 else members.new_zeros(members.shape[1])  # fmt: skip
+        noise = torch.randn(n, members.shape[1], generator=generator, device=generator.device)
+        return mean + noise.to(mean) * std
+
+    @staticmethod
+    def random(
+        n_users: int = 50, n_items: int = 40, dim: int = 8, n_genres: int = 5, seed: int = 0
+    ) -> World:
+        """A small random world for tests and benchmarks (no data needed)."""
+        g = torch.Generator().manual_seed(seed)
+        genres = (torch.rand(n_items, n_genres, generator=g) < 0.3).float()
+        genres[torch.arange(n_items), torch.randint(n_genres, (n_items,), generator=g)] = 1.0
+        quality = torch.rand(n_items, generator=g)
+        users = torch.randn(n_users, dim, generator=g)
+        world = World(
+            user_vectors=users, item_vectors=torch.randn(n_items, dim, generator=g) / dim**0.5,
+            item_bias=torch.zeros(n_items), item_quality=quality,
+            clickbait=quality <= quality.quantile(0.1), genres=genres,
+            user_features=torch.zeros(n_users, 1), cohorts=kmeans(users, 3, seed=seed),
+            popularity=torch.rand(n_items, generator=g),
+        )  # fmt: skip
+        return _standardise(world)
+
+
+def _standardise(world: World) -> World:
+    raw = world.user_vectors @ world.item_vectors.T + world.item_bias
+    world.affinity_mean, world.affinity_std = raw.mean().item(), raw.std().item()
+    return world
+
+
+def kmeans(x: torch.Tensor, k: int, *, iterations: int = 50, seed: int = 0) -> torch.Tensor:
+    """Lloyd's k-means on rows of x [M, D] -> labels [M] in 0..k-1 (k-means++ start)."""
+    g = torch.Generator().manual_seed(seed)
+    x = x.float().cpu()
+    centres = x[torch.randint(len(x), (1,), generator=g)]
+    for _ in range(1, k):  # k-means++: next centre drawn with probability ~ squared distance
+        d2 = torch.cdist(x, centres).min(1).values ** 2
+        centres = torch.cat([centres, x[torch.multinomial(d2 / d2.sum(), 1, generator=g)]])
+    for _ in range(iterations):
+        labels = torch.cdist(x, centres).argmin(1)
+        new = torch.stack([x[labels == c].mean(0) if (labels == c).any() else centres[c] for c in range(k)])  # fmt: skip
+        if torch.allclose(new, centres):
+            break
+        centres = new
+    return torch.cdist(x, centres).argmin(1)
+
+
+def user_features(data: MovieLens100K) -> torch.Tensor:
+    """[U, F] demographics: age / 100, is-female, one-hot occupation."""
+    occupations = sorted(data.users["occupation"].unique())
+    one_hot = np.eye(len(occupations))[data.users["occupation"].map(occupations.index).to_numpy()]
+    age = data.users["age"].to_numpy()[:, None] / 100.0
+    female = (data.users["gender"] == "F").to_numpy()[:, None]
+    return torch.tensor(np.hstack([age, female, one_hot]), dtype=torch.float32)
+
+
+def build_world(
+    data: MovieLens100K,
+    *,
+    dim: int = 16,
+    epochs: int = 30,
+    clickbait_fraction: float = 0.1,
+    n_cohorts: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+) -> World:
+    """Fit the hidden world to MovieLens's training split (see the module docstring)."""
+    torch.manual_seed(seed)
+    positives = data.train[data.train["positive"]]
+    users = torch.tensor(positives["user"].to_numpy())
+    items = torch.tensor(positives["item"].to_numpy())
+    mf = MatrixFactorization(data.n_users, ItemTable(data.n_items, dim=dim, id_init_std=0.1))
+    fit_bpr(mf, users, items, epochs=epochs, lr=0.01, l2=1e-4, seed=seed, progress=progress)
+    # Held-out check: rank each user's test positives against the items they never rated.
+    test_positive = interaction_matrix(data.test[data.test["positive"]], data.n_users, data.n_items)
+    unrated = ~interaction_matrix(data.ratings, data.n_users, data.n_items)
+    auc = auc_per_user(mf.score_all(), test_positive, test_positive | unrated)
+
+    # Item quality: mean training rating shrunk toward the global mean with 10 pseudo-ratings.
+    stats = data.train.groupby("item")["rating"].agg(["sum", "count"])
+    stats = stats.reindex(range(data.n_items), fill_value=0)
+    prior, weight = data.train["rating"].mean(), 10.0
+    mean_rating = (stats["sum"] + prior * weight) / (stats["count"] + weight)
+    quality = torch.tensor(((mean_rating - 1.0) / 4.0).to_numpy(), dtype=torch.float32)
+    user_vectors = mf.users.weight.detach().clone()
+    world = World(
+        user_vectors=user_vectors,
+        item_vectors=mf.items.id_embedding.weight.detach().clone(),
+        item_bias=mf.item_bias.detach().clone(),
+        item_quality=quality,
+        clickbait=quality <= quality.quantile(clickbait_fraction),
+        genres=torch.tensor(data.genre_matrix),
+        user_features=user_features(data),
+        cohorts=kmeans(user_vectors, n_cohorts, seed=seed),
+        popularity=torch.tensor(stats["count"].to_numpy(), dtype=torch.float32),
+        mf_auc=float(np.nanmean(auc.numpy())),
+    )
+    return _standardise(world)
