@@ -1,6 +1,6 @@
 """Environments: the batched user simulator, its Gymnasium wrappers, the tabular genre MDP."""
 
-from recrl_lib.envs.genre_mdp import TabularMDP, genre_mdp, value_iteration
+from recrl_lib.envs.genre_mdp import TabularMDP, TabularMDPEnv, genre_mdp, value_iteration
 from recrl_lib.envs.gym_env import RecommenderEnv, RecommenderVectorEnv
 from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator
 from recrl_lib.envs.world import World, build_world, kmeans
@@ -10,6 +10,7 @@ __all__ = [
     "RecommenderVectorEnv",
     "SimulatorConfig",
     "TabularMDP",
+    "TabularMDPEnv",
     "UserSimulator",
     "World",
     "build_world",

@@ -4,8 +4,8 @@ State  s = (budget level b ∈ {0..B}, genre of the last click g ∈ {0..G}, G m
 Action a ∈ {0..G−1}: recommend a good item of genre a; a = G: recommend clickbait.
 
 Click probabilities come from the simulator's world for an average user: a genre's mean
-click probability over its good items, lower when it repeats the last clicked genre
-(satiation), and the clickbait mean. A good click refills one budget level (capped at B),
+click probability over its most appealing (``top_fraction``) non-clickbait items, lower when it repeats the last clicked genre
+(satiation), and the same for the clickbait items. A good click refills one budget level (capped at B),
 clickbait drains one, a miss drains one; b = 0 is terminal. Reward = click.
 """
 
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from recrl_lib.envs.simulator import SimulatorConfig
 from recrl_lib.envs.world import World
@@ -22,14 +24,19 @@ from recrl_lib.envs.world import World
 
 @dataclass
 class TabularMDP:
-    """P: [S, A, S] transition probabilities, R: [S, A] expected rewards, discount gamma."""
+    """P: [S, A, S] transition probabilities; R_next: [S, A, S] expected reward of a transition;
+    R: [S, A] expected reward (= Σ_s' P · R_next); discount gamma."""
 
     P: np.ndarray
-    R: np.ndarray
+    R_next: np.ndarray
     gamma: float
     terminal: np.ndarray  # [S] bool: absorbing states with zero reward
     state_names: list[str]
     action_names: list[str]
+
+    @property
+    def R(self) -> np.ndarray:
+        return (self.P * self.R_next).sum(-1)
 
     @property
     def n_states(self) -> int:
@@ -59,9 +66,10 @@ def genre_mdp(
     world: World,
     config: SimulatorConfig | None = None,
     *,
-    genres: tuple[str, ...] = ("Action", "Comedy", "Drama", "Thriller"),
+    genres: tuple[str, ...] = ("Action", "Comedy", "Drama"),
     genre_names: tuple[str, ...] | None = None,
-    budget_levels: int = 4,
+    budget_levels: int = 3,
+    top_fraction: float = 0.1,
     gamma: float = 0.9,
 ) -> TabularMDP:
     """Build the genre MDP; ``genre_names`` lists the world's genre columns (default: MovieLens)."""
@@ -80,34 +88,78 @@ def genre_mdp(
     p_fresh, p_repeat = [], []
     for genre in genres:
         members = good & (world.genres[:, names.index(genre)] > 0)
+        # "a good item of the genre": the genre's most appealing top_fraction for the average user
+        cutoff = base[members].quantile(1 - top_fraction)
+        members &= base >= cutoff
         # a repeat: the genre's satiation after one click, one decay step later
         penalty = config.satiation_weight / world.genres[members].sum(1).clamp(min=1)
         p_fresh.append(click_probability(base[members]))
         p_repeat.append(click_probability(base[members] - penalty))
-    p_bait = click_probability(base[world.clickbait] + config.clickbait_appeal)
+    bait = base[world.clickbait]
+    p_bait = click_probability(
+        bait[bait >= bait.quantile(1 - top_fraction)] + config.clickbait_appeal
+    )
 
     G, B = len(genres), budget_levels
     states = [(b, g) for b in range(B + 1) for g in range(G + 1)]
     index = {s: i for i, s in enumerate(states)}
     S, A = len(states), G + 1
-    P, R = np.zeros((S, A, S)), np.zeros((S, A))
+    P, R_next = np.zeros((S, A, S)), np.zeros((S, A, S))
     terminal = np.array([b == 0 for b, _ in states])
     for (b, g), s in index.items():
         if b == 0:
             P[s, :, s] = 1.0  # absorbing, no reward
             continue
         for a in range(A):
-            if a < G:
+            if a < G:  # a click moves to (b + 1, a), a miss to (b - 1, g): the state tells
                 p = p_repeat[a] if a == g else p_fresh[a]
                 hit, miss = index[(min(b + 1, B), a)], index[(b - 1, g)]
-            else:
-                p = p_bait
-                hit, miss = index[(b - 1, g)], index[(b - 1, g)]
-            P[s, a, hit] += p
-            P[s, a, miss] += 1 - p
-            R[s, a] = p
+                P[s, a, hit], P[s, a, miss] = p, 1 - p
+                R_next[s, a, hit] = 1.0
+            else:  # clickbait: click or miss, the budget drains and the last genre stays
+                P[s, a, index[(b - 1, g)]] = 1.0
+                R_next[s, a, index[(b - 1, g)]] = p_bait
     return TabularMDP(
-        P=P, R=R, gamma=gamma, terminal=terminal,
+        P=P, R_next=R_next, gamma=gamma, terminal=terminal,
         state_names=[f"b={b},last={'none' if g == G else genres[g]}" for b, g in states],
         action_names=[*genres, "clickbait"],
     )  # fmt: skip
+
+
+class TabularMDPEnv(gym.Env):
+    """A :class:`TabularMDP` as a Gymnasium env with ``Discrete`` observations and actions.
+
+    Episodes start in ``start_state`` (default: full budget, no genre yet), or in a uniformly
+    drawn non-terminal state with ``exploring_starts=True``, and end in a terminal state.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, mdp: TabularMDP, *, start_state: int | None = None, exploring_starts: bool = False):  # fmt: skip
+        self.mdp = mdp
+        self.observation_space = spaces.Discrete(mdp.n_states)
+        self.action_space = spaces.Discrete(mdp.n_actions)
+        self.start_state = mdp.n_states - 1 if start_state is None else start_state
+        self.exploring_starts = exploring_starts
+        self._cdf = np.cumsum(mdp.P, axis=-1)
+        self.state = self.start_state
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if self.exploring_starts:
+            self.state = int(self.np_random.choice(np.flatnonzero(~self.mdp.terminal)))
+        else:
+            self.state = self.start_state
+        return self.state, {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be an int in 0..{self.mdp.n_actions - 1}, got {action!r}")  # fmt: skip
+        s = self.state
+        next_state = int(np.searchsorted(self._cdf[s, action], self.np_random.random(), side="right"))  # fmt: skip
+        next_state = min(next_state, self.mdp.n_states - 1)
+        # The transition's expected reward: the click itself where the next state reveals it
+        # (genre actions), the click probability where it does not (clickbait).
+        reward = float(self.mdp.R_next[s, action, next_state])
+        self.state = next_state
+        return next_state, reward, bool(self.mdp.terminal[next_state]), False, {}

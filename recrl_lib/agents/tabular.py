@@ -1,0 +1,146 @@
+"""Tabular Q-learning and SARSA for small discrete Gymnasium envs.
+
+Both learn Q(s, a) from sampled transitions (s, a, r, s') with a step size α:
+
+    Q-learning (off-policy):  Q(s,a) ← Q(s,a) + α [r + γ max_a' Q(s',a') − Q(s,a)]
+    SARSA      (on-policy):   Q(s,a) ← Q(s,a) + α [r + γ Q(s',a')       − Q(s,a)]
+
+where a' is the action the ε-greedy behaviour policy takes next. At a terminal s' the
+bootstrap term is 0; at a truncation (time limit) it is kept, since the state had a future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+
+@dataclass
+class EpsilonSchedule:
+    """ε decays linearly from ``start`` to ``end`` over ``decay_steps``, then stays at ``end``."""
+
+    start: float = 1.0
+    end: float = 0.05
+    decay_steps: int = 10_000
+
+    def __call__(self, step: int) -> float:
+        fraction = min(1.0, step / max(1, self.decay_steps))
+        return self.start + fraction * (self.end - self.start)
+
+
+def _check_discrete(env: gym.Env) -> tuple[int, int]:
+    if not isinstance(env.observation_space, gym.spaces.Discrete) or not isinstance(
+        env.action_space, gym.spaces.Discrete
+    ):
+        raise TypeError(
+            "tabular methods need Discrete observation and action spaces, got "
+            f"{env.observation_space} and {env.action_space}"
+        )
+    return int(env.observation_space.n), int(env.action_space.n)
+
+
+def _td_control(
+    env: gym.Env,
+    n_steps: int,
+    *,
+    on_policy: bool,
+    gamma: float,
+    epsilon: EpsilonSchedule,
+    step_size_power: float,
+    seed: int,
+    q_star: np.ndarray | None,
+    log_every: int,
+    progress: bool,
+):
+    n_states, n_actions = _check_discrete(env)
+    rng = np.random.default_rng(seed)
+    q = np.zeros((n_states, n_actions))
+    visits = np.zeros((n_states, n_actions))
+
+    def behave(state: int, step: int) -> int:  # ε-greedy, ties broken at random
+        if rng.random() < epsilon(step):
+            return int(rng.integers(n_actions))
+        best = np.flatnonzero(q[state] == q[state].max())
+        return int(rng.choice(best))
+
+    history, episode_return, returns = [], 0.0, []
+    state, _ = env.reset(seed=seed)
+    action = behave(state, 0)
+    for step in tqdm(range(1, n_steps + 1), desc="TD control", disable=not progress, mininterval=1):
+        next_state, reward, terminated, truncated, _ = env.step(action)
+        next_action = behave(next_state, step)
+        # Step size α = 1 / N(s, a)^power: the Robbins-Monro conditions hold for power in (0.5, 1].
+        visits[state, action] += 1
+        alpha = 1.0 / visits[state, action] ** step_size_power
+        bootstrap = q[next_state, next_action] if on_policy else q[next_state].max()
+        target = reward + (0.0 if terminated else gamma * bootstrap)
+        q[state, action] += alpha * (target - q[state, action])
+        episode_return += reward
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            next_state, _ = env.reset()
+            next_action = behave(next_state, step)
+        state, action = next_state, next_action
+        if step % log_every == 0 or step == n_steps:
+            row = {"step": step, "epsilon": epsilon(step), "episodes": len(returns)}
+            row["mean_return"] = float(np.mean(returns[-100:])) if returns else np.nan
+            if q_star is not None:
+                row["max_abs_error"] = float(np.abs(q - q_star).max())
+            history.append(row)
+    return q, pd.DataFrame(history)
+
+
+def q_learning(
+    env: gym.Env,
+    n_steps: int,
+    *,
+    gamma: float,
+    epsilon: EpsilonSchedule | None = None,
+    step_size_power: float = 0.8,
+    seed: int = 0,
+    q_star: np.ndarray | None = None,
+    log_every: int = 1000,
+    progress: bool = True,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Q-learning for ``n_steps`` env steps. Returns (Q [S, A], history table).
+
+    The history logs ε, episodes, the mean return of the last 100 episodes and, when
+    ``q_star`` is given, the max |Q − Q*| every ``log_every`` steps.
+    """
+    return _td_control(
+        env, n_steps, on_policy=False, gamma=gamma, epsilon=epsilon or EpsilonSchedule(),
+        step_size_power=step_size_power, seed=seed, q_star=q_star, log_every=log_every,
+        progress=progress,
+    )  # fmt: skip
+
+
+def sarsa(
+    env: gym.Env,
+    n_steps: int,
+    *,
+    gamma: float,
+    epsilon: EpsilonSchedule | None = None,
+    step_size_power: float = 0.8,
+    seed: int = 0,
+    q_star: np.ndarray | None = None,
+    log_every: int = 1000,
+    progress: bool = True,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """SARSA (on-policy TD control); same arguments and results as :func:`q_learning`."""
+    return _td_control(
+        env, n_steps, on_policy=True, gamma=gamma, epsilon=epsilon or EpsilonSchedule(),
+        step_size_power=step_size_power, seed=seed, q_star=q_star, log_every=log_every,
+        progress=progress,
+    )  # fmt: skip
+
+
+def policy_value(P: np.ndarray, R: np.ndarray, gamma: float, policy: np.ndarray) -> np.ndarray:
+    """Exact V^π [S] of a deterministic policy [S] by solving (I − γ P_π) V = R_π."""
+    states = np.arange(P.shape[0])
+    P_pi, R_pi = P[states, policy], R[states, policy]
+    return np.linalg.solve(np.eye(len(states)) - gamma * P_pi, R_pi)
