@@ -1,5 +1,6 @@
 """Items and users as vectors: a pretrained text encoder, item tables, history encoders, MF."""
 
+from recrl_lib.encoders.features import item_features
 from recrl_lib.encoders.history import (
     GRUHistoryEncoder,
     ItemTable,
@@ -24,6 +25,7 @@ __all__ = [
     "TextEncoder",
     "TransformerHistoryEncoder",
     "fit_bpr",
+    "item_features",
     "item_texts",
     "mean_pool",
     "nearest_neighbours",

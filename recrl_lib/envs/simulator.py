@@ -34,7 +34,7 @@ class SimulatorConfig:
     history_len: int = 10  # past steps the agent observes
     slate_size: int = 1  # items shown per step (k)
     affinity_scale: float = 1.5  # logit per standard deviation of hidden affinity (a)
-    clickbait_appeal: float = 1.25  # logit boost of clickbait items (c)
+    clickbait_appeal: float = 1.0  # logit boost of clickbait items (c)
     satiation_weight: float = 1.0  # logit penalty per unit of genre satiation (s)
     satiation_decay: float = 0.7  # satiation kept from one step to the next
     click_bias: float = -2.0  # baseline logit

@@ -6,7 +6,8 @@ Everything here is *hidden* from agents: they see only what the simulator's obse
   factorisation fitted to the training positives; ``affinity(u, i) = p_u · q_i + b_i``,
   standardised over all pairs so that config scales read in standard deviations.
 - ``item_quality [N]`` in [0, 1]: the item's shrunk mean training rating, (mean - 1) / 4.
-- ``clickbait [N]`` bool: the lowest-quality items; the simulator boosts their appeal.
+- ``clickbait [N]`` bool: the lowest-quality items among the more-watched half (widely
+  watched, poorly rated); the simulator boosts their appeal and makes them worthless.
 - ``genres [N, G]`` multi-hot, ``user_features [U, F]`` demographics, ``cohorts [U]``.
 """
 
@@ -115,6 +116,17 @@ def kmeans(x: torch.Tensor, k: int, *, iterations: int = 50, seed: int = 0) -> t
     return torch.cdist(x, centres).argmin(1)
 
 
+def clickbait_items(quality: torch.Tensor, counts: torch.Tensor, fraction: float) -> torch.Tensor:
+    """[N] bool: the ``fraction · N`` lowest-quality items among the more-watched half —
+    widely watched, poorly rated: what clickbait looks like in a log."""
+    watched = counts >= counts.median()
+    n = int(round(fraction * len(quality)))
+    ranked = torch.argsort(torch.where(watched, quality, torch.full_like(quality, float("inf"))))
+    chosen = torch.zeros(len(quality), dtype=torch.bool)
+    chosen[ranked[:n]] = True
+    return chosen
+
+
 def user_features(data: MovieLens100K) -> torch.Tensor:
     """[U, F] demographics: age / 100, is-female, one-hot occupation."""
     occupations = sorted(data.users["occupation"].unique())
@@ -153,16 +165,17 @@ def build_world(
     mean_rating = (stats["sum"] + prior * weight) / (stats["count"] + weight)
     quality = torch.tensor(((mean_rating - 1.0) / 4.0).to_numpy(), dtype=torch.float32)
     user_vectors = mf.users.weight.detach().clone()
+    counts = torch.tensor(stats["count"].to_numpy(), dtype=torch.float32)
     world = World(
         user_vectors=user_vectors,
         item_vectors=mf.items.id_embedding.weight.detach().clone(),
         item_bias=mf.item_bias.detach().clone(),
         item_quality=quality,
-        clickbait=quality <= quality.quantile(clickbait_fraction),
+        clickbait=clickbait_items(quality, counts, clickbait_fraction),
         genres=torch.tensor(data.genre_matrix),
         user_features=user_features(data),
         cohorts=kmeans(user_vectors, n_cohorts, seed=seed),
-        popularity=torch.tensor(stats["count"].to_numpy(), dtype=torch.float32),
+        popularity=counts,
         mf_auc=float(np.nanmean(auc.numpy())),
     )
     return _standardise(world)
