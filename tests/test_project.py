@@ -83,3 +83,23 @@ def test_code_passes_ruff():
     for args in (["check", "."], ["format", "--check", "."]):
         result = subprocess.run([ruff, *args], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, f"ruff {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+LAYERS = ["datasets", "encoders", "envs", "agents", "evaluation", "plotting", "widgets"]
+
+
+def test_library_data_flows_one_way():
+    """DESIGN.md: datasets -> encoders -> envs -> agents -> evaluation -> plotting/widgets."""
+    import ast
+
+    rank = {name: i for i, name in enumerate(LAYERS)} | {"plotting": 5, "widgets": 5}
+    for path in sorted((ROOT / "recrl_lib").rglob("*.py")):
+        layer = path.relative_to(ROOT / "recrl_lib").parts[0].removesuffix(".py")
+        if layer not in rank:
+            continue  # device, config, __init__: the foundation every layer may use
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recrl_lib."):
+                target = node.module.split(".")[1]
+                assert rank.get(target, -1) <= rank[layer], (
+                    f"{path.name} imports recrl_lib.{target}"
+                )

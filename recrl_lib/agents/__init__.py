@@ -7,13 +7,22 @@ from recrl_lib.agents.baselines import (
     population_planner,
     random_policy,
 )
+from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork
 from recrl_lib.agents.rollout import evaluate_policy
+from recrl_lib.agents.tabular import EpsilonSchedule, q_learning, sarsa
 
 __all__ = [
+    "DQN",
+    "DQNConfig",
+    "EpsilonSchedule",
+    "MLPQNetwork",
+    "RecQNetwork",
     "evaluate_policy",
     "greedy_oracle",
     "most_popular",
     "oracle_planner",
     "population_planner",
+    "q_learning",
     "random_policy",
+    "sarsa",
 ]

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recrl_lib.agents.tabular import EpsilonSchedule
+from recrl_lib.device import get_device
 from recrl_lib.encoders.history import GRUHistoryEncoder, ItemTable, MeanHistoryEncoder
 
 # ----------------------------------------------------------------------------- 1. Q-networks
@@ -223,8 +224,6 @@ class DQN:
     """A DQN agent: ``train(env, steps)``, ``act(obs)``, ``save``/``load``."""
 
     def __init__(self, q_network: nn.Module, config: DQNConfig | None = None, *, device=None):
-        from recrl_lib.device import get_device
-
         self.config = config or DQNConfig()
         self.device = torch.device(device) if device is not None else get_device()
         self.q = q_network.to(self.device)

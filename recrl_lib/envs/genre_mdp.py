@@ -66,13 +66,18 @@ def genre_mdp(
     world: World,
     config: SimulatorConfig | None = None,
     *,
-    genres: tuple[str, ...] = ("Action", "Comedy", "Drama"),
+    genres: tuple[str, ...] = ("Documentary", "Fantasy", "War"),
     genre_names: tuple[str, ...] | None = None,
     budget_levels: int = 3,
     top_fraction: float = 0.1,
     gamma: float = 0.9,
 ) -> TabularMDP:
-    """Build the genre MDP; ``genre_names`` lists the world's genre columns (default: MovieLens)."""
+    """Build the genre MDP; ``genre_names`` lists the world's genre columns (default: MovieLens).
+
+    The default genres give well-separated action values (the smallest gap between the best
+    and second-best action is about 0.12 in the course's world), so a learned Q can be checked
+    against the optimal policy exactly.
+    """
     from recrl_lib.datasets import GENRES
 
     config = config or SimulatorConfig()

@@ -18,9 +18,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from recrl_lib.datasets import MovieLens100K, interaction_matrix
+from recrl_lib.datasets import MovieLens100K
 from recrl_lib.encoders import ItemTable, MatrixFactorization, fit_bpr
-from recrl_lib.evaluation import auc_per_user
 
 
 @dataclass
@@ -36,7 +35,6 @@ class World:
     popularity: torch.Tensor  # [N] training interactions per item
     affinity_mean: float = 0.0
     affinity_std: float = 1.0
-    mf_auc: float = float("nan")  # held-out AUC of the fitted factorisation
 
     @property
     def n_users(self) -> int:
@@ -83,12 +81,13 @@ class World:
         genres[torch.arange(n_items), torch.randint(n_genres, (n_items,), generator=g)] = 1.0
         quality = torch.rand(n_items, generator=g)
         users = torch.randn(n_users, dim, generator=g)
+        popularity = torch.rand(n_items, generator=g)
         world = World(
             user_vectors=users, item_vectors=torch.randn(n_items, dim, generator=g) / dim**0.5,
             item_bias=torch.zeros(n_items), item_quality=quality,
-            clickbait=quality <= quality.quantile(0.1), genres=genres,
+            clickbait=clickbait_items(quality, popularity, 0.1), genres=genres,
             user_features=torch.zeros(n_users, 1), cohorts=kmeans(users, 3, seed=seed),
-            popularity=torch.rand(n_items, generator=g),
+            popularity=popularity,
         )  # fmt: skip
         return _standardise(world)
 
@@ -153,11 +152,6 @@ def build_world(
     items = torch.tensor(positives["item"].to_numpy())
     mf = MatrixFactorization(data.n_users, ItemTable(data.n_items, dim=dim, id_init_std=0.1))
     fit_bpr(mf, users, items, epochs=epochs, lr=0.01, l2=1e-4, seed=seed, progress=progress)
-    # Held-out check: rank each user's test positives against the items they never rated.
-    test_positive = interaction_matrix(data.test[data.test["positive"]], data.n_users, data.n_items)
-    unrated = ~interaction_matrix(data.ratings, data.n_users, data.n_items)
-    auc = auc_per_user(mf.score_all(), test_positive, test_positive | unrated)
-
     # Item quality: mean training rating shrunk toward the global mean with 10 pseudo-ratings.
     stats = data.train.groupby("item")["rating"].agg(["sum", "count"])
     stats = stats.reindex(range(data.n_items), fill_value=0)
@@ -176,6 +170,5 @@ def build_world(
         user_features=user_features(data),
         cohorts=kmeans(user_vectors, n_cohorts, seed=seed),
         popularity=counts,
-        mf_auc=float(np.nanmean(auc.numpy())),
     )
     return _standardise(world)
