@@ -9,7 +9,7 @@ from recrl_lib.agents.baselines import (
 )
 from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork
 from recrl_lib.agents.rollout import evaluate_policy
-from recrl_lib.agents.tabular import EpsilonSchedule, q_learning, sarsa
+from recrl_lib.agents.tabular import EpsilonSchedule, q_learning, sarsa, td_control
 
 __all__ = [
     "DQN",
@@ -25,4 +25,5 @@ __all__ = [
     "q_learning",
     "random_policy",
     "sarsa",
+    "td_control",
 ]

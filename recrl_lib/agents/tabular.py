@@ -43,19 +43,25 @@ def _check_discrete(env: gym.Env) -> tuple[int, int]:
     return int(env.observation_space.n), int(env.action_space.n)
 
 
-def _td_control(
+def td_control(
     env: gym.Env,
     n_steps: int,
     *,
     on_policy: bool,
     gamma: float,
-    epsilon: EpsilonSchedule,
-    step_size_power: float,
-    seed: int,
-    q_star: np.ndarray | None,
-    log_every: int,
-    progress: bool,
-):
+    epsilon: EpsilonSchedule | None = None,
+    step_size_power: float = 0.8,
+    seed: int = 0,
+    q_star: np.ndarray | None = None,
+    log_every: int = 1000,
+    progress: bool = True,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """TD control for ``n_steps`` env steps: SARSA if ``on_policy`` else Q-learning.
+
+    Returns (Q [S, A], history). The history logs ε, episodes, the mean return of the last
+    100 episodes and, when ``q_star`` is given, the max |Q − Q*| every ``log_every`` steps.
+    """
+    epsilon = epsilon or EpsilonSchedule()
     n_states, n_actions = _check_discrete(env)
     rng = np.random.default_rng(seed)
     q = np.zeros((n_states, n_actions))
@@ -95,48 +101,14 @@ def _td_control(
     return q, pd.DataFrame(history)
 
 
-def q_learning(
-    env: gym.Env,
-    n_steps: int,
-    *,
-    gamma: float,
-    epsilon: EpsilonSchedule | None = None,
-    step_size_power: float = 0.8,
-    seed: int = 0,
-    q_star: np.ndarray | None = None,
-    log_every: int = 1000,
-    progress: bool = True,
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Q-learning for ``n_steps`` env steps. Returns (Q [S, A], history table).
-
-    The history logs ε, episodes, the mean return of the last 100 episodes and, when
-    ``q_star`` is given, the max |Q − Q*| every ``log_every`` steps.
-    """
-    return _td_control(
-        env, n_steps, on_policy=False, gamma=gamma, epsilon=epsilon or EpsilonSchedule(),
-        step_size_power=step_size_power, seed=seed, q_star=q_star, log_every=log_every,
-        progress=progress,
-    )  # fmt: skip
+def q_learning(env: gym.Env, n_steps: int, **options) -> tuple[np.ndarray, pd.DataFrame]:
+    """Q-learning (off-policy): :func:`td_control` with ``on_policy=False``."""
+    return td_control(env, n_steps, on_policy=False, **options)
 
 
-def sarsa(
-    env: gym.Env,
-    n_steps: int,
-    *,
-    gamma: float,
-    epsilon: EpsilonSchedule | None = None,
-    step_size_power: float = 0.8,
-    seed: int = 0,
-    q_star: np.ndarray | None = None,
-    log_every: int = 1000,
-    progress: bool = True,
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """SARSA (on-policy TD control); same arguments and results as :func:`q_learning`."""
-    return _td_control(
-        env, n_steps, on_policy=True, gamma=gamma, epsilon=epsilon or EpsilonSchedule(),
-        step_size_power=step_size_power, seed=seed, q_star=q_star, log_every=log_every,
-        progress=progress,
-    )  # fmt: skip
+def sarsa(env: gym.Env, n_steps: int, **options) -> tuple[np.ndarray, pd.DataFrame]:
+    """SARSA (on-policy): :func:`td_control` with ``on_policy=True``."""
+    return td_control(env, n_steps, on_policy=True, **options)
 
 
 def policy_value(P: np.ndarray, R: np.ndarray, gamma: float, policy: np.ndarray) -> np.ndarray:
