@@ -48,3 +48,18 @@ def mean_ci(
     )  # fmt: skip
     low, high = result.confidence_interval
     return float(values.mean()), float(low), float(high)
+
+
+def seed_band(values, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """values [S, T] (S seeds × T points) -> (mean, low, high), each [T].
+
+    The Student-t interval of the mean over seeds at each point: with 3–5 seeds a bootstrap
+    cannot resample enough, and t accounts for estimating the spread from so few runs.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[0] < 2:
+        raise ValueError(f"seed_band needs values [S, T] with S >= 2 seeds, got shape {values.shape}")  # fmt: skip
+    n = values.shape[0]
+    mean = values.mean(0)
+    half = stats.t.ppf(0.5 + confidence / 2, df=n - 1) * values.std(0, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half

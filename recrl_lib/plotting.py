@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from recrl_lib.evaluation import seed_band
+
 
 def pca_2d(vectors: torch.Tensor) -> np.ndarray:
     """[N, D] -> [N, 2]: the projection on the two principal components."""
@@ -34,4 +36,16 @@ def bars_with_ci(names, means, lows, highs, *, ax=None, ylabel: str = "", title:
     means, lows, highs = map(np.asarray, (means, lows, highs))
     ax.bar(names, means, yerr=[means - lows, highs - means], capsize=6, color="tab:blue", alpha=0.8)
     ax.set(ylabel=ylabel, title=title)
+    return ax
+
+
+def learning_curves(curves: dict, *, ax=None, xlabel: str = "", ylabel: str = "", title: str = ""):
+    """One line per name with its 95% band over seeds: ``curves[name] = (x [T], values [S, T])``."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for name, (x, values) in curves.items():
+        mean, low, high = seed_band(values)
+        (line,) = ax.plot(x, mean, label=f"{name} ({len(values)} seeds)")
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
     return ax

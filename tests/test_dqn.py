@@ -106,6 +106,50 @@ def test_actions_avoid_the_observed_history_and_checkpoints_round_trip(tmp_path)
         DQN.load(tmp_path / "missing.pt", RecQNetwork(ItemTable(15, dim=8)))
 
 
+def test_same_seed_same_training():
+    def trained():
+        torch.manual_seed(0)
+        agent, env = tiny_world_agent(seed=3)
+        history = agent.train(env, 400, log_every=100, progress=False)
+        return history, torch.cat([p.flatten() for p in agent.q.parameters()])
+
+    (h1, w1), (h2, w2) = trained(), trained()
+    assert h1.equals(h2) and torch.equal(w1, w2)
+
+
+def test_restrict_to_limits_every_action_and_rejects_bad_masks():
+    agent, env = tiny_world_agent()
+    allowed = torch.zeros(15, dtype=torch.bool)
+    allowed[[2, 5, 7, 9, 11, 12, 13, 14]] = True
+    agent.q.restrict_to(allowed)
+    obs = env.reset(seed=0)
+    for _ in range(6):
+        action = agent.act(obs, epsilon=0.5)
+        assert allowed[action].all()
+        obs, *_ = env.step(action)
+    agent.q.restrict_to(None)
+    assert agent.q.valid_actions(env.reset(seed=0)).all()
+    with pytest.raises(ValueError, match="bool tensor"):
+        agent.q.restrict_to(torch.ones(14, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one item"):
+        agent.q.restrict_to(torch.zeros(15, dtype=torch.bool))
+
+
+def test_random_policy_draws_only_allowed_unshown_items():
+    from recrl_lib.agents import random_policy
+
+    sim = UserSimulator(World.random(n_users=10, n_items=15, seed=0), batch_size=64, device="cpu")
+    allowed = torch.arange(15) % 3 == 0  # 5 items
+    obs = sim.reset(seed=0)
+    seen = torch.zeros(64, 15, dtype=torch.bool)
+    for _ in range(5):
+        action = random_policy(sim, obs, allowed=allowed)
+        assert allowed[action].all() and not seen[torch.arange(64), action].any()
+        seen[torch.arange(64), action] = True
+        obs, *_ = sim.step(action)
+    assert (seen.sum(1) == 5).all()
+
+
 def test_nan_loss_is_a_clear_error():
     agent, env = tiny_world_agent()
     agent.train(env, 64, progress=False)

@@ -152,6 +152,20 @@ def test_item_table_combines_text_and_ids():
         ItemTable(5, use_ids=False)
 
 
+def test_item_table_gradients_are_reproducible():
+    # Large enough for the CPU's parallel paths: indexing's backward differed run to run here.
+    torch.manual_seed(0)
+    table = ItemTable(dim=64, text_vectors=torch.randn(1682, 419), use_ids=True)
+    items = torch.randint(1682, (512, 10), generator=torch.Generator().manual_seed(0))
+    weights = torch.randn(512, 10, 64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for _ in range(5):
+        table.zero_grad()
+        (table(items) * weights).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in table.parameters()]))
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
 def test_bpr_learns_a_planted_preference():
     torch.manual_seed(0)
     # users 0..9 like items 0..4, users 10..19 like items 5..9

@@ -120,6 +120,28 @@ def test_budget_falls_on_clickbait_and_misses_and_episodes_end(world):
     assert (result["length"] <= 30).all() and (result["length"] >= 1).all()
 
 
+def test_evaluate_policy_reports_the_clickbait_share(world):
+    bait, good = int(torch.nonzero(world.clickbait)[0]), int(torch.nonzero(~world.clickbait)[0])
+    sim = make_sim(world, batch_size=8, horizon=6)
+    always = lambda item: lambda sim, obs: torch.full((sim.batch_size,), item)  # noqa: E731
+    assert (evaluate_policy(sim, always(bait))["clickbait"] == 1.0).all()
+    assert (evaluate_policy(sim, always(good))["clickbait"] == 0.0).all()
+
+
+def test_session_totals_count_clicks_misses_and_ratings(world):
+    sim = make_sim(world, batch_size=32, horizon=20)
+    obs = sim.reset(seed=0)
+    assert (obs["session"] == 0).all()
+    clicks, ratings = torch.zeros(32), torch.zeros(32)
+    for t in range(6):
+        obs, reward, terminated, truncated, info = sim.step(torch.full((32,), t))
+        clicks += reward
+        ratings += info["rating"]
+    expected = torch.stack([clicks, 6 - clicks, ratings / 5], dim=1) / 20
+    torch.testing.assert_close(obs["session"], expected)
+    assert (sim.reset(rows=torch.arange(32) < 16)["session"][:16] == 0).all()
+
+
 def test_good_items_refill_the_budget(world):
     sim = make_sim(world, batch_size=1, click_bias=20.0)  # always clicks
     sim.reset(users=torch.tensor([0]))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from recrl_lib.evaluation import auc_per_user, mean_ci
+from recrl_lib.evaluation import auc_per_user, mean_ci, seed_band
 
 
 def brute_force_auc(scores, positives, candidates):
@@ -53,3 +53,14 @@ def test_mean_ci_brackets_the_mean_and_matches_scipy():
     assert (low, high) == pytest.approx(tuple(reference.confidence_interval), rel=1e-9)
     with pytest.raises(ValueError, match="at least 2"):
         mean_ci([1.0])
+
+
+def test_seed_band_is_the_student_t_interval_over_seeds():
+    values = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0]])  # 3 seeds, 2 points
+    mean, low, high = seed_band(values)
+    # t(0.975, df=2) = 4.3027 (a table value); sd = 1 at point 0, 0 at point 1
+    np.testing.assert_allclose(mean, [2.0, 10.0])
+    np.testing.assert_allclose(high - mean, [4.3027 / np.sqrt(3), 0.0], atol=1e-4)
+    np.testing.assert_allclose(mean - low, high - mean)
+    with pytest.raises(ValueError, match="S >= 2 seeds"):
+        seed_band(np.ones((1, 4)))

@@ -25,8 +25,12 @@ def _best_unshown(sim: UserSimulator, scores: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(sim.shown, -float("inf")).argmax(1)
 
 
-def random_policy(sim: UserSimulator, obs) -> torch.Tensor:
+def random_policy(sim: UserSimulator, obs, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Uniform over unshown items; ``allowed`` ([N] bool) restricts the draw to those items
+    (bind it with ``functools.partial``)."""
     noise = torch.rand(sim.batch_size, sim.world.n_items, generator=sim.generator, device=sim.device)  # fmt: skip
+    if allowed is not None:
+        noise = noise.masked_fill(~allowed.to(sim.device), -1.0)
     return _best_unshown(sim, noise)
 
 

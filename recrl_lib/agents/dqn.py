@@ -5,7 +5,8 @@ Read top to bottom:
 1. **Q-networks.** ``RecQNetwork`` scores every item at once, Q(s, a) = v(s) + f(s) · x_a,
    where x_a comes from an :class:`ItemTable` (recommender-side item vectors: text and/or an
    MF the recommender fitted, plus optional ID embeddings), so it can score items it never
-   trained on. ``MLPQNetwork`` is the plain head for any ``Box`` observation.
+   trained on (``restrict_to`` limits which items it may recommend: train warm, test cold).
+   ``MLPQNetwork`` is the plain head for any ``Box`` observation.
 2. **Replay buffer** on the device, stored time-major ``[T, num_envs]`` so that **n-step
    returns** are computed when sampling.
 3. **TD target** (``td_target``): r + γⁿ max_a' Q_target(s', a') — or, with **double DQN**,
@@ -39,7 +40,7 @@ class RecQNetwork(nn.Module):
     """Q-values of every item from the observed history: obs -> [B, N].
 
     state  h = HistoryEncoder(items, responses = (click, rating), mask)        [B, D]
-    f(s)   = MLP([h, step])  ·  item vectors x_a = ItemTable(a)                 [B, N]
+    f(s)   = MLP([h, step, session])  ·  item vectors x_a = ItemTable(a)        [B, N]
     Q(s,a) = v(s) + f(s) · x_a
     """
 
@@ -57,19 +58,35 @@ class RecQNetwork(nn.Module):
             raise ValueError(f"history must be one of {sorted(encoders)}, got {history!r}")
         self.items = items
         self.encoder = encoders[history](items, n_responses=2)
-        self.mlp = nn.Sequential(nn.Linear(items.dim + 1, hidden), nn.ReLU(), nn.Linear(hidden, items.dim + 1))  # fmt: skip
+        self.mlp = nn.Sequential(nn.Linear(items.dim + 4, hidden), nn.ReLU(), nn.Linear(hidden, items.dim + 1))  # fmt: skip
         self.mask_history = mask_history
+        # Items the network may recommend (see ``restrict_to``): all of them by default.
+        self.register_buffer("allowed", torch.ones(items.n_items, dtype=torch.bool))
+
+    def restrict_to(self, allowed: torch.Tensor | None) -> None:
+        """Recommend only items where ``allowed`` ([N] bool) is True; ``None`` allows all.
+
+        E.g. train on a warm catalogue, then restrict to cold items to test generalisation.
+        """
+        if allowed is None:
+            self.allowed.fill_(True)
+            return
+        if allowed.shape != self.allowed.shape or allowed.dtype != torch.bool:
+            raise ValueError(f"allowed must be a [{self.items.n_items}] bool tensor, got {allowed.dtype} {tuple(allowed.shape)}")  # fmt: skip
+        if not allowed.any():
+            raise ValueError("allowed must let at least one item through")
+        self.allowed.copy_(allowed)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         responses = torch.stack([obs["clicks"], obs["ratings"]], dim=-1)
         h = self.encoder(obs["items"], obs["mask"], responses)
-        out = self.mlp(torch.cat([h, obs["step"]], dim=-1))
+        out = self.mlp(torch.cat([h, obs["step"], obs["session"]], dim=-1))
         value, query = out[:, :1], out[:, 1:]
         return value + query @ self.items.all().T
 
     def valid_actions(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[B, N] bool: items not among the observed recent history (no repeats)."""
-        valid = torch.ones(obs["items"].shape[0], self.items.n_items, dtype=torch.bool, device=obs["items"].device)  # fmt: skip
+        """[B, N] bool: allowed items not among the observed recent history (no repeats)."""
+        valid = self.allowed.expand(obs["items"].shape[0], -1).clone()
         if self.mask_history:
             rows = torch.arange(len(valid), device=valid.device)[:, None].expand_as(obs["items"])
             valid[rows[obs["mask"]], obs["items"][obs["mask"]]] = False

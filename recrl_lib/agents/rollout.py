@@ -24,7 +24,8 @@ def evaluate_policy(
 
     Every session starts fresh and runs until it terminates or is truncated. ``users`` ([B])
     fixes who is simulated (default: drawn at random). Returns one row per session:
-    ``return`` (clicks), ``length`` (steps), ``mean_rating`` (of clicked items).
+    ``return`` (clicks), ``length`` (steps), ``mean_rating`` (of clicked items),
+    ``clickbait`` (share of the session's recommendations that were clickbait).
     """
     rows = []
     for round_ in range(n_rounds):
@@ -32,9 +33,12 @@ def evaluate_policy(
         total = torch.zeros(sim.batch_size, device=sim.device)
         length = torch.zeros_like(total)
         rating_sum = torch.zeros_like(total)
+        bait = torch.zeros_like(total)
         alive = torch.ones(sim.batch_size, dtype=torch.bool, device=sim.device)
         while alive.any():
-            obs, reward, terminated, truncated, info = sim.step(policy(sim, obs))
+            actions = policy(sim, obs)
+            bait += sim.world.clickbait[actions].float().view(sim.batch_size, -1).mean(1) * alive
+            obs, reward, terminated, truncated, info = sim.step(actions)
             total += reward * alive
             length += alive.float()
             rating_sum += info["rating"] * alive
@@ -45,6 +49,7 @@ def evaluate_policy(
                     "return": total.cpu().numpy(),
                     "length": length.cpu().numpy(),
                     "mean_rating": (rating_sum / total.clamp(min=1)).cpu().numpy(),
+                    "clickbait": (bait / length).cpu().numpy(),
                     "round": round_,
                 }
             )

@@ -48,16 +48,20 @@ class ItemTable(nn.Module):
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """items: [...] long -> [..., dim]"""
-        out = 0
-        if self.text_vectors is not None:
-            out = self.text_projection(self.text_vectors[items])
-        if self.id_embedding is not None:
-            out = out + self.id_embedding(items)
-        return out
+        # Project the whole table, then look up: N·F·dim work instead of one projection per
+        # looked-up item, cheaper as soon as a batch holds more ids than N. `embedding`, not
+        # `table[items]`: the backward of indexing adds into rows in a thread-dependent order
+        # on the CPU, so the same seed would not give the same numbers.
+        return nn.functional.embedding(items, self.all())
 
     def all(self) -> torch.Tensor:
         """[N, dim]: every item's vector."""
-        return self(torch.arange(self.n_items, device=self._device()))
+        out = 0
+        if self.text_vectors is not None:
+            out = self.text_projection(self.text_vectors)
+        if self.id_embedding is not None:
+            out = out + self.id_embedding.weight
+        return out
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

@@ -27,6 +27,7 @@ def observation_space(world: World, config: SimulatorConfig) -> spaces.Dict:
         "ratings": spaces.Box(0.0, 1.0, (H,), np.float32),
         "mask": spaces.MultiBinary(H),
         "step": spaces.Box(0.0, 1.0, (1,), np.float32),
+        "session": spaces.Box(0.0, 1.0, (3,), np.float32),
     }
     if config.observe_features:
         space["features"] = spaces.Box(0.0, 1.0, (world.user_features.shape[1],), np.float32)

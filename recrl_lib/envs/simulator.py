@@ -86,6 +86,8 @@ class UserSimulator:
         self.hist_clicks = torch.zeros(B, H, device=dev)
         self.hist_ratings = torch.zeros(B, H, device=dev)
         self.hist_mask = torch.zeros(B, H, dtype=torch.bool, device=dev)
+        # session totals a recommender logs: clicks, misses, sum of rating / 5
+        self.session = torch.zeros(B, 3, device=dev)
         self._n_genres = world.genres.sum(1).clamp(min=1.0).to(dev)
 
     # ------------------------------------------------------------------ reset
@@ -126,8 +128,8 @@ class UserSimulator:
         self.budget[rows] = self.config.budget_init
         self.t[rows] = 0
         self.shown[rows] = False
-        for history in (self.hist_items, self.hist_clicks, self.hist_ratings, self.hist_mask):
-            history[rows] = 0
+        for state in (self.hist_items, self.hist_clicks, self.hist_ratings, self.hist_mask, self.session):  # fmt: skip
+            state[rows] = 0
         return self.observe()
 
     # ------------------------------------------------------------------ dynamics
@@ -218,6 +220,7 @@ class UserSimulator:
         self.user_vectors = torch.where(clicked[:, None], self.user_vectors + c.drift * (target - self.user_vectors), self.user_vectors)  # fmt: skip
         self.shown[rows[:, None], slate] = True
         self.t += 1
+        self.session += torch.stack([clicked.float(), (~clicked).float(), rating / 5], dim=1)
 
         # History: shift left, append the step.
         self.hist_items = torch.cat([self.hist_items[:, 1:], item[:, None]], 1)
@@ -235,7 +238,9 @@ class UserSimulator:
         """What the agent sees: the last ``history_len`` steps and the session's progress.
 
         items [B, H] long, clicks [B, H], ratings [B, H] (rating / 5, 0 = no click),
-        mask [B, H] bool (True = a real step), step [B, 1] (t / horizon), and with
+        mask [B, H] bool (True = a real step), step [B, 1] (t / horizon), session [B, 3] (the
+        session's clicks, misses and sum of rating / 5 so far, each / horizon: what a
+        recommender logs, and enough to estimate the hidden budget), and with
         ``observe_features`` the demographics features [B, F].
         """
         obs = {
@@ -244,6 +249,7 @@ class UserSimulator:
             "ratings": self.hist_ratings.clone(),
             "mask": self.hist_mask.clone(),
             "step": (self.t.float() / self.config.horizon)[:, None],
+            "session": self.session / self.config.horizon,
         }
         if self.config.observe_features:
             obs["features"] = self.features.clone()
