@@ -10,7 +10,8 @@ hyperparameters (γ 0.9, 3-step returns, lr 3e-4, batch 128, 32 simulated users 
 gradient step per vector step, Polyak target updates with τ 0.01 after each, ε 1 → 0.05 over
 the first 20% of our step budget) and are evaluated the same way (greedy, every
 ``--eval-every`` transitions, on the same users); evaluation time is not counted. SB3 runs twice: on the raw observation
-(``MultiInputPolicy``, which reads item ids as numbers) and on a fair one that carries the same
+(the Dict observation flattened by ``gymnasium.wrappers.FlattenObservation``: item ids read
+as numbers) and on a fair one that carries the same
 item features our network reads (mean feature vector of the history, clicks, ratings, step,
 session totals). A run that never reaches the return reports its time as a lower bound.
 """
@@ -91,13 +92,19 @@ def run_sb3(world, config, features, evaluate, target, max_steps, eps_steps, max
 
     def make_env():
         env = RecommenderEnv(world, config)
-        return FeatureObservation(env, features) if features is not None else env
+        return (
+            FeatureObservation(env, features)
+            if features is not None
+            else gym.wrappers.FlattenObservation(env)
+        )
 
     def policy_for(model):
         def policy(sim, obs):
             batch = to_numpy(obs)
             if features is not None:
                 batch = history_features(batch, features)
+            else:  # FlattenObservation's order: the Dict space's sorted keys
+                batch = np.concatenate([batch[k].reshape(len(batch[k]), -1).astype(np.float32) for k in sorted(batch)], 1)  # fmt: skip
             return torch.as_tensor(model.predict(batch, deterministic=True)[0], device=sim.device)
 
         return policy
@@ -125,7 +132,7 @@ def run_sb3(world, config, features, evaluate, target, max_steps, eps_steps, max
     vec_env = DummyVecEnv([make_env] * N_ENVS)
     vec_env.seed(0)
     model = SB3DQN(
-        "MultiInputPolicy" if features is None else "MlpPolicy", vec_env,
+        "MlpPolicy", vec_env,
         learning_rate=LR, buffer_size=200_000, learning_starts=5_000, batch_size=BATCH,
         gamma=GAMMA, n_steps=N_STEP, train_freq=1, gradient_steps=1,
         tau=TAU, target_update_interval=N_ENVS,  # SB3 counts env steps: = after every update
@@ -142,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-steps", type=int, default=300_000, help="transitions for ours")
     parser.add_argument("--sb3-max-steps", type=int, default=1_000_000, help="transitions for SB3")
-    parser.add_argument("--sb3-seconds", type=float, default=400, help="training time cap for SB3")
+    parser.add_argument("--sb3-seconds", type=float, default=200, help="training time cap for SB3")
     parser.add_argument("--eval-every", type=int, default=16_000)
     parser.add_argument("--sessions", type=int, default=512, help="evaluation sessions")
     args = parser.parse_args()
@@ -162,14 +169,14 @@ def main() -> None:
         results[label] = run_sb3(cpu_world, config, feats, evaluate, target, args.sb3_max_steps, int(EPS_FRACTION * args.max_steps), args.sb3_seconds, args.eval_every, label)  # fmt: skip
 
     print(f"\ntime to reach a greedy return of {target:.2f} clicks/session (most popular):")
-    ours_seconds = results["recrl_lib DQN (batched)"][0]
+    ours_seconds, _, ours_reached, _ = results["recrl_lib DQN (batched)"]
     for label, (seconds, steps, reached, curve) in results.items():
         best = max(value for _, _, value in curve) if curve else float("nan")
         when = (
             f"{seconds:7.1f} s" if reached else f"> {seconds:5.1f} s (not reached; best {best:.2f})"
         )
-        ratio = seconds / ours_seconds
-        print(f"{label:>28s}: {when} after {steps:,} transitions  →  {'≥ ' if not reached else ''}{ratio:5.1f}x ours")  # fmt: skip
+        ratio = "" if not ours_reached else f"  →  {'' if reached else '≥ '}{seconds / ours_seconds:.1f}x ours"  # fmt: skip
+        print(f"{label:>28s}: {when} after {steps:,} transitions ({steps / seconds:,.0f}/s){ratio}")
 
 
 if __name__ == "__main__":
