@@ -149,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-steps", type=int, default=300_000, help="transitions for ours")
     parser.add_argument("--sb3-max-steps", type=int, default=1_000_000, help="transitions for SB3")
-    parser.add_argument("--sb3-seconds", type=float, default=200, help="training time cap for SB3")
+    parser.add_argument("--sb3-seconds", type=float, default=350, help="training time cap for SB3")
     parser.add_argument("--eval-every", type=int, default=16_000)
     parser.add_argument("--sessions", type=int, default=512, help="evaluation sessions")
     args = parser.parse_args()
