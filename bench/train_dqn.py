@@ -9,11 +9,10 @@ on the evaluation users, measured here: "learns to beat popularity". Both agents
 hyperparameters (γ 0.9, 3-step returns, lr 3e-4, batch 128, 32 simulated users per step, one
 gradient step per vector step, Polyak target updates with τ 0.01 after each, ε 1 → 0.05 over
 the first 20% of our step budget) and are evaluated the same way (greedy, every
-``--eval-every`` transitions, on the same users); evaluation time is not counted. SB3 runs twice: on the raw observation
-(the Dict observation flattened by ``gymnasium.wrappers.FlattenObservation``: item ids read
-as numbers) and on a fair one that carries the same
-item features our network reads (mean feature vector of the history, clicks, ratings, step,
-session totals). A run that never reaches the return reports its time as a lower bound.
+``--eval-every`` transitions, on the same users); evaluation time is not counted. SB3 runs
+twice: on the raw observation (the Dict flattened by ``gymnasium.wrappers.FlattenObservation``:
+item ids read as numbers) and on a fair one that carries the same item features our network
+reads (mean feature vector of the history, clicks, ratings, step, session totals). A run that never reaches the return reports its time as a lower bound.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from recrl_lib.agents.vec import SimulatorVecEnv
 from recrl_lib.datasets import load_movielens_100k
 from recrl_lib.encoders import ItemTable, TextEncoder, item_features, item_texts
 from recrl_lib.envs import RecommenderEnv, SimulatorConfig, UserSimulator, build_world
-from recrl_lib.envs.gym_env import to_numpy
+from recrl_lib.envs.gym_env import observation_space, to_numpy
 
 N_ENVS, GAMMA, N_STEP, LR, BATCH, TAU, EPS_FRACTION = 32, 0.9, 3, 3e-4, 128, 0.01, 0.2
 
@@ -103,8 +102,9 @@ def run_sb3(world, config, features, evaluate, target, max_steps, eps_steps, max
             batch = to_numpy(obs)
             if features is not None:
                 batch = history_features(batch, features)
-            else:  # FlattenObservation's order: the Dict space's sorted keys
-                batch = np.concatenate([batch[k].reshape(len(batch[k]), -1).astype(np.float32) for k in sorted(batch)], 1)  # fmt: skip
+            else:  # the same flattening FlattenObservation applies, row by row
+                space = observation_space(world, config)
+                batch = np.stack([gym.spaces.flatten(space, {k: v[i] for k, v in batch.items()}) for i in range(len(batch["step"]))])  # fmt: skip
             return torch.as_tensor(model.predict(batch, deterministic=True)[0], device=sim.device)
 
         return policy
