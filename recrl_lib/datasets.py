@@ -241,17 +241,23 @@ def _read_atomic(folder: Path):
     first = 2  # line number of the first data row (after the header)
     inter = pd.DataFrame(
         _read_rows(
-            folder / "ml-100k.inter", "\t", 4,
-            "user_id:token\titem_id:token\trating:float\ttimestamp:float", "utf-8",
+            folder / "ml-100k.inter",
+            "\t",
+            4,
+            "user_id:token\titem_id:token\trating:float\ttimestamp:float",
+            "utf-8",
         ),
         columns=["user_raw", "item_raw", "rating", "timestamp"],
-    )  # fmt: skip
+    )
     for col in inter.columns:
         inter[col] = _as_int(folder / "ml-100k.inter", inter[col], col, first)
     item_rows = _read_rows(
-        folder / "ml-100k.item", "\t", 4,
-        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq", "utf-8",
-    )  # fmt: skip
+        folder / "ml-100k.item",
+        "\t",
+        4,
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq",
+        "utf-8",
+    )
     items = pd.DataFrame(item_rows, columns=["item_raw", "title", "year", "genres"])
     items["item_raw"] = _as_int(folder / "ml-100k.item", items["item_raw"], "item_id", first)
     items["year"] = [_year(y) for y in items["year"]]
@@ -268,11 +274,14 @@ def _read_atomic(folder: Path):
             )
     users = pd.DataFrame(
         _read_rows(
-            folder / "ml-100k.user", "\t", 5,
-            "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token", "utf-8",
+            folder / "ml-100k.user",
+            "\t",
+            5,
+            "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token",
+            "utf-8",
         ),
         columns=["user_raw", "age", "gender", "occupation", "zip_code"],
-    )  # fmt: skip
+    )
     users["user_raw"] = _as_int(folder / "ml-100k.user", users["user_raw"], "user_id", first)
     users["age"] = _as_int(folder / "ml-100k.user", users["age"], "age", first)
     return inter, items, users
@@ -342,7 +351,9 @@ def load_movielens_100k(
     def index_by_raw_id(table: pd.DataFrame, key: str) -> pd.DataFrame:
         if table[f"{key}_raw"].duplicated().any():
             dup = table.loc[table[f"{key}_raw"].duplicated(), f"{key}_raw"].iloc[0]
-            raise DatasetError(f"The {key} file in {folder} lists id {dup} twice. Run: {FIX_COMMAND}")  # fmt: skip
+            raise DatasetError(
+                f"The {key} file in {folder} lists id {dup} twice. Run: {FIX_COMMAND}"
+            )
         table = table.sort_values(f"{key}_raw", kind="stable").reset_index(drop=True)
         return table.assign(**{key: np.arange(len(table))})
 
@@ -400,9 +411,17 @@ def fetch(dest: str | os.PathLike | None = None, *, force: bool = False) -> Path
     with tempfile.TemporaryDirectory() as tmp:
         print(f"Fetching MovieLens-100K from the RecBole {RECBOLE_VERSION} wheel on PyPI ...")
         command = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--only-binary=:all:", f"recbole=={RECBOLE_VERSION}", "--dest", tmp,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            f"recbole=={RECBOLE_VERSION}",
+            "--dest",
+            tmp,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("recbole-*.whl"))
         if result.returncode != 0 or not wheels:

@@ -1,8 +1,15 @@
-"""Evaluation: ranking metrics and confidence intervals. Pure functions on tensors and arrays."""
+"""Evaluation: ranking metrics and confidence intervals. Pure functions on tensors and arrays.
+
+Statistics follow one rule: **the training seed is the unit of replication**. Sessions of one
+trained agent are not independent evidence about the *algorithm*; the S per-seed means are.
+So claims about learned agents use :func:`seed_band` / :func:`compare_over_seeds` (Student-t
+over seeds), and :func:`mean_ci` (a bootstrap over sessions) describes one fixed policy.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 
@@ -17,7 +24,10 @@ def auc_per_user(
     Returns [U] float, NaN for users with no positive or no negative.
     """
     if not (scores.shape == positives.shape == candidates.shape):
-        raise ValueError(f"shapes differ: scores {tuple(scores.shape)}, positives {tuple(positives.shape)}, candidates {tuple(candidates.shape)}")  # fmt: skip
+        shapes = [tuple(x.shape) for x in (scores, positives, candidates)]
+        raise ValueError(
+            f"shapes differ: scores {shapes[0]}, positives {shapes[1]}, candidates {shapes[2]}"
+        )
     if (positives & ~candidates).any():
         raise ValueError("every positive must also be a candidate")
     negatives = candidates & ~positives
@@ -35,7 +45,8 @@ def auc_per_user(
 def mean_ci(
     values, confidence: float = 0.95, *, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """(mean, low, high): the mean and its bootstrap confidence interval (scipy, BCa)."""
+    """(mean, low, high): the mean of one fixed policy's sessions and its bootstrap interval
+    (scipy, BCa). For learned agents compare seeds instead (:func:`compare_over_seeds`)."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) < 2:
@@ -43,23 +54,109 @@ def mean_ci(
     if np.all(values == values[0]):
         return float(values[0]), float(values[0]), float(values[0])
     result = stats.bootstrap(
-        (values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+        (values,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
         random_state=np.random.default_rng(seed),
-    )  # fmt: skip
+    )
     low, high = result.confidence_interval
     return float(values.mean()), float(low), float(high)
 
 
-def seed_band(values, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """values [S, T] (S seeds × T points) -> (mean, low, high), each [T].
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval of the mean of independent replicates
+    (e.g. one number per training seed). With 3–5 seeds a bootstrap cannot resample enough;
+    t accounts for estimating the spread from so few runs."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or len(values) < 2 or np.isnan(values).any():
+        raise ValueError(f"t_interval needs >= 2 finite values in a 1-D array, got {values!r}")
+    mean = float(values.mean())
+    if np.all(values == values[0]):
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(low), float(high)
 
-    The Student-t interval of the mean over seeds at each point: with 3–5 seeds a bootstrap
-    cannot resample enough, and t accounts for estimating the spread from so few runs.
-    """
+
+def seed_band(values, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """values [S, T] (S seeds × T points) -> (mean, low, high), each [T]: :func:`t_interval`
+    over seeds at each point (a learning curve's band)."""
     values = np.asarray(values, dtype=float)
     if values.ndim != 2 or values.shape[0] < 2:
-        raise ValueError(f"seed_band needs values [S, T] with S >= 2 seeds, got shape {values.shape}")  # fmt: skip
-    n = values.shape[0]
-    mean = values.mean(0)
-    half = stats.t.ppf(0.5 + confidence / 2, df=n - 1) * values.std(0, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
+        raise ValueError(
+            f"seed_band needs values [S, T] with S >= 2 seeds, got shape {values.shape}"
+        )
+    columns = [t_interval(values[:, j], confidence) for j in range(values.shape[1])]
+    mean, low, high = (np.array(x) for x in zip(*columns))
+    return mean, low, high
+
+
+def compare_over_seeds(a, b, confidence: float = 0.95) -> tuple[pd.DataFrame, dict]:
+    """Is policy A better than B? Paired on the same evaluation users, replicated over seeds.
+
+    a: [S, U] per-user results of A (e.g. session returns) for S training seeds on the same U
+    users (same order, same evaluation seed); b: [S, U] likewise, or [U] for a policy with no
+    training seed. Pairs with a NaN on either side are left out (e.g. a user with nothing to
+    rank).
+
+    Returns (per_seed, overall). ``per_seed`` has one row per seed: the mean paired difference
+    A − B over users and its t interval (scipy's paired t-test), and ``a``, ``b`` means.
+    ``overall`` is the mean of the S per-seed differences with its t interval *over seeds*
+    (``diff``, ``low``, ``high``, ``seeds``): the claim "A beats B" for the algorithm holds
+    when ``low > 0``; "in every seed" when every per-seed ``low > 0``.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if b.ndim == 1 and a.ndim == 2 and len(b) == a.shape[1]:
+        b = np.broadcast_to(b, a.shape)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"a must be [S, U] and b [S, U] or [U], got {a.shape} and {b.shape}")
+    rows = []
+    for seed_a, seed_b in zip(a, b):
+        keep = ~(np.isnan(seed_a) | np.isnan(seed_b))
+        if keep.sum() < 2:
+            raise ValueError("compare_over_seeds needs >= 2 complete pairs in every seed")
+        seed_a, seed_b = seed_a[keep], seed_b[keep]
+        diff = seed_a - seed_b
+        if np.all(diff == diff[0]):
+            low = high = float(diff[0])
+        else:
+            ci = stats.ttest_rel(seed_a, seed_b).confidence_interval(confidence)
+            low, high = float(ci.low), float(ci.high)
+        row = {"a": seed_a.mean(), "b": seed_b.mean(), "diff": diff.mean()}
+        rows.append(row | {"low": low, "high": high})
+    per_seed = pd.DataFrame(rows)
+    per_seed.index.name = "seed"
+    mean, low, high = t_interval(per_seed["diff"].to_numpy(), confidence)
+    return per_seed, {"diff": mean, "low": low, "high": high, "seeds": len(a)}
+
+
+def policy_summary(
+    results: dict[str, pd.DataFrame | list[pd.DataFrame]], confidence: float = 0.95
+) -> pd.DataFrame:
+    """One row per policy from ``evaluate_policy`` tables on the same users.
+
+    ``results[name]`` is one table (a fixed policy: its CI is a bootstrap over sessions) or a
+    list with one table per training seed (a learned policy: its CI is the t interval over
+    the per-seed means — the seed is the unit). Columns: return, ci_low, ci_high, interval,
+    and the mean length, clickbait share and mean rating.
+    """
+    rows = {}
+    for name, result in results.items():
+        if isinstance(result, pd.DataFrame):
+            mean, low, high = mean_ci(result["return"], confidence)
+            interval, tables = f"{len(result)} sessions", [result]
+        else:
+            mean, low, high = t_interval([t["return"].mean() for t in result], confidence)
+            interval, tables = f"{len(result)} seeds", result
+        rows[name] = {
+            "return": mean,
+            "ci_low": low,
+            "ci_high": high,
+            "interval": interval,
+            "length": np.mean([t["length"].mean() for t in tables]),
+            "clickbait": np.mean([t["clickbait"].mean() for t in tables]),
+            "mean rating": np.mean([t["mean_rating"].mean() for t in tables]),
+        }
+    numeric = ["return", "ci_low", "ci_high", "length", "clickbait", "mean rating"]
+    return pd.DataFrame(rows).T.astype({column: float for column in numeric})

@@ -27,9 +27,13 @@ def neighbour_explorer(titles: list[str], vectors: torch.Tensor, k: int = 8) -> 
     """Type or pick a title; see its k nearest neighbours. ``box.children = (picker, k, table)``."""
     index = {t: i for i, t in enumerate(titles)}
     picker = widgets.Combobox(
-        options=sorted(index), value=titles[0], placeholder="type a title",
-        description="Item", ensure_option=True, layout=widgets.Layout(width="60%"),
-    )  # fmt: skip
+        options=sorted(index),
+        value=titles[0],
+        placeholder="type a title",
+        description="Item",
+        ensure_option=True,
+        layout=widgets.Layout(width="60%"),
+    )
     k_slider = widgets.IntSlider(value=k, min=1, max=30, description="k")
     table = widgets.HTML()
 

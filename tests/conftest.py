@@ -10,10 +10,19 @@ from recrl_lib.datasets import GENRES
 
 # (user, item, rating, timestamp); user 1 rates items at distinct times, user 2 has a tie.
 RATINGS = [
-    (1, 10, 5, 100), (1, 20, 3, 200), (1, 30, 4, 300), (1, 40, 1, 400), (1, 50, 5, 500),
-    (2, 10, 2, 150), (2, 30, 4, 150), (2, 40, 5, 250), (2, 50, 4, 350), (2, 20, 1, 450),
-    (3, 20, 4, 120), (3, 50, 3, 130),
-]  # fmt: skip
+    (1, 10, 5, 100),
+    (1, 20, 3, 200),
+    (1, 30, 4, 300),
+    (1, 40, 1, 400),
+    (1, 50, 5, 500),
+    (2, 10, 2, 150),
+    (2, 30, 4, 150),
+    (2, 40, 5, 250),
+    (2, 50, 4, 350),
+    (2, 20, 1, 450),
+    (3, 20, 4, 120),
+    (3, 50, 3, 130),
+]
 ITEMS = [
     (10, "Toy Story", 1995, ["Animation", "Children's", "Comedy"]),
     (20, "GoldenEye", 1995, ["Action", "Adventure", "Thriller"]),
@@ -21,8 +30,11 @@ ITEMS = [
     (40, "Fargo", 1996, ["Crime", "Drama", "Thriller"]),
     (50, "Casablanca", 1942, ["Drama", "Romance", "War"]),
 ]
-USERS = [(1, 24, "M", "technician", "85711"), (2, 53, "F", "other", "94043"),
-         (3, 23, "M", "writer", "32067")]  # fmt: skip
+USERS = [
+    (1, 24, "M", "technician", "85711"),
+    (2, 53, "F", "other", "94043"),
+    (3, 23, "M", "writer", "32067"),
+]
 
 
 def write_atomic(folder: Path) -> Path:

@@ -14,7 +14,13 @@ from recrl_lib import budget, config, get_device, seed_everything
 
 def test_default_device_follows_availability(monkeypatch):
     monkeypatch.delenv("RECRL_DEVICE", raising=False)
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"  # fmt: skip
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else "mps"
+        if torch.backends.mps.is_available()
+        else "cpu"
+    )
     assert get_device().type == expected
 
 
@@ -54,7 +60,9 @@ def test_quick_flag_is_read_from_the_environment():
             [sys.executable, "-c", code], env={"RECRL_QUICK": value}, capture_output=True, text=True
         )
         assert out.stdout.strip() == expected, out.stderr
-    bad = subprocess.run([sys.executable, "-c", code], env={"RECRL_QUICK": "yes"}, capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-c", code], env={"RECRL_QUICK": "yes"}, capture_output=True, text=True
+    )
     assert "RECRL_QUICK must be 0 or 1" in bad.stderr
 
 

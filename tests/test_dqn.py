@@ -1,16 +1,17 @@
-"""DQN pieces against hand computations, and the MLP head on a small Gymnasium task."""
+"""DQN pieces against hand computations, the training loop's bookkeeping, and the MLP head on
+a small Gymnasium task."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from recrl_lib.agents import EpsilonSchedule
 from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork, ReplayBuffer, td_target
-from recrl_lib.agents.tabular import EpsilonSchedule
-from recrl_lib.agents.vec import GymVecEnv, SimulatorVecEnv
 from recrl_lib.encoders import ItemTable
-from recrl_lib.envs import SimulatorConfig, UserSimulator, World
+from recrl_lib.envs import SimulatorConfig, TorchVectorEnv, UserSimulator, World
 
 
 def test_td_target_plain_and_double_by_hand():
@@ -33,22 +34,24 @@ def test_td_target_plain_and_double_by_hand():
 def fill(buffer, rewards, terminated, truncated):
     """One env; obs value = time index so the sampled next_obs can be identified."""
     for t, (r, te, tr) in enumerate(zip(rewards, terminated, truncated)):
-        buffer.add({"obs": torch.tensor([[float(t)]])}, torch.tensor([0]), torch.tensor([r]),
-                   {"obs": torch.tensor([[t + 0.5]])}, torch.tensor([te]), torch.tensor([tr]))  # fmt: skip
+        obs, next_obs = {"obs": torch.tensor([[float(t)]])}, {"obs": torch.tensor([[t + 0.5]])}
+        flags = torch.tensor([te]), torch.tensor([tr])
+        buffer.add(obs, torch.tensor([0]), torch.tensor([r]), next_obs, *flags)
 
 
 def test_n_step_returns_stop_at_terminal_and_bootstrap_at_truncation():
     gamma = 0.5
-    buffer = ReplayBuffer(capacity=100, num_envs=1, device=torch.device("cpu"))
+    buffer = ReplayBuffer(capacity=100, num_envs=1, device=torch.device("cpu"), n_step=3)
     # episode A: t0, t1 (terminated); episode B: t2, t3 (truncated); episode C: t4, t5, t6
-    fill(buffer, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
-         [False, True, False, False, False, False, False],
-         [False, False, False, True, False, False, False])  # fmt: skip
+    rewards = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    terminated = [t == 1 for t in range(7)]
+    truncated = [t == 3 for t in range(7)]
+    fill(buffer, rewards, terminated, truncated)
     batch = buffer.sample(512, 3, gamma, torch.Generator().manual_seed(0))
     expected = {  # start t -> (return, discount, next obs)
         0: (1 + 0.5 * 2, 0.0, 1.5),  # terminated at t1: no bootstrap
         1: (2.0, 0.0, 1.5),
-        2: (3 + 0.5 * 4, 0.25, 3.5),  # truncated at t3: bootstrap from its final obs
+        2: (3 + 0.5 * 4, 0.25, 3.5),  # truncated at t3: bootstrap γ² from its final obs
         3: (4.0, 0.5, 3.5),
         4: (5 + 0.5 * 6 + 0.25 * 7, 0.125, 6.5),  # a full 3-step return
     }
@@ -61,12 +64,39 @@ def test_n_step_returns_stop_at_terminal_and_bootstrap_at_truncation():
         assert batch["next_obs"]["obs"][i, 0].item() == pytest.approx(nxt)
 
 
-def tiny_world_agent(**config):
+def test_buffer_with_several_envs_wraps_around():
+    buffer = ReplayBuffer(capacity=12, num_envs=3, device=torch.device("cpu"), n_step=2)
+    assert buffer.T == 4
+    for t in range(7):  # env i at time t: obs 100 i + t, reward t + i / 10, no session ends
+        obs = {"obs": torch.tensor([[100.0 * i + t] for i in range(3)])}
+        next_obs = {"obs": obs["obs"] + 1}
+        reward = torch.tensor([t + i / 10 for i in range(3)])
+        no = torch.zeros(3, dtype=torch.bool)
+        buffer.add(obs, torch.zeros(3, dtype=torch.long), reward, next_obs, no, no)
+    assert len(buffer) == 12  # the oldest three steps were overwritten
+    batch = buffer.sample(2000, 2, 0.5, torch.Generator().manual_seed(1))
+    value = batch["obs"]["obs"][:, 0]
+    env, t = (value // 100).long(), (value % 100).long()
+    assert set(t.tolist()) == {3, 4, 5}  # t = 6 lacks a successor; 0..2 are gone
+    assert set(env.tolist()) == {0, 1, 2}
+    torch.testing.assert_close(batch["return"], (t + env / 10) + 0.5 * (t + 1 + env / 10))
+    torch.testing.assert_close(batch["next_obs"]["obs"][:, 0], value + 2)  # from obs at t + 1
+    assert (batch["discount"] == 0.25).all()
+
+
+def test_a_buffer_too_small_for_n_step_is_a_clear_error():
+    with pytest.raises(ValueError, match="fewer than n_step=3"):
+        ReplayBuffer(capacity=16, num_envs=8, device=torch.device("cpu"), n_step=3)
+
+
+def tiny_world_agent(batch_size=8, sim_config=None, **config):
     world = World.random(n_users=20, n_items=15, seed=0)
     net = RecQNetwork(ItemTable(15, dim=8))
-    agent = DQN(net, DQNConfig(learning_starts=64, batch_size=32, buffer_size=2000, **config), device="cpu")  # fmt: skip
-    env = SimulatorVecEnv(UserSimulator(world, SimulatorConfig(horizon=10), batch_size=8, device="cpu"))  # fmt: skip
-    return agent, env
+    settings = dict(learning_starts=64, batch_size=32, buffer_size=2000) | config
+    agent = DQN(net, DQNConfig(**settings), device="cpu")
+    sim_config = sim_config or SimulatorConfig(horizon=10)
+    sim = UserSimulator(world, sim_config, batch_size=batch_size, device="cpu")
+    return agent, TorchVectorEnv(sim)
 
 
 def test_target_network_moves_only_when_it_should():
@@ -87,21 +117,78 @@ def test_target_network_moves_only_when_it_should():
         torch.testing.assert_close(new, old + 0.1 * (online - old))
 
 
-def test_actions_avoid_the_observed_history_and_checkpoints_round_trip(tmp_path):
+def test_two_train_calls_equal_one_and_never_stitch_sessions():
+    def run(splits):
+        torch.manual_seed(0)
+        agent, env = tiny_world_agent(seed=2)
+        history = [agent.train(env, n, log_every=80, progress=False) for n in splits]
+        return agent, history
+
+    whole, (history,) = run([480])
+    halves, (first, second) = run([240, 240])
+    assert history.equals(pd.concat([first, second], ignore_index=True))
+    for key, stored in whole.buffer.storage.items():
+        assert torch.equal(stored, halves.buffer.storage[key]), key
+    assert all(torch.equal(a, b) for a, b in zip(whole.q.parameters(), halves.q.parameters()))
+    # every stored step continues the step before it, or starts a new session after a done
+    storage, size = halves.buffer.storage, halves.buffer.size
+    for t in range(1, size):
+        fresh = storage["obs/step"][t, :, 0] == 0
+        step, previous_next = storage["obs/step"][t, :, 0], storage["next_obs/step"][t - 1, :, 0]
+        continues = torch.isclose(step, previous_next)
+        assert torch.where(storage["done"][t - 1], fresh, continues).all(), t
+
+
+def test_a_new_env_starts_new_sessions_and_cuts_the_seam():
     agent, env = tiny_world_agent()
-    history = agent.train(env, 400, log_every=100, progress=False)
-    assert {"step", "return", "loss", "epsilon"} <= set(history.columns) and agent.updates > 0
+    agent.train(env, 80, progress=False)
+    last = (agent.buffer.pos - 1) % agent.buffer.T
+    assert not agent.buffer.storage["done"][last].all()
+    _, other = tiny_world_agent()
+    agent.train(other, 16, progress=False)
+    assert agent.buffer.storage["done"][last].all()  # cut, not terminated:
+    assert not agent.buffer.storage["terminated"][last].all()  # it bootstraps
+
+
+def test_the_horizon_is_terminal_so_the_last_step_is_worth_its_reward():
+    """Every step is clicked (reward 1) and sessions last 3 steps: Q at the last step must be
+    1, at the first 1 + γ + γ². Bootstrapping at the horizon would add γ·Q(unseen state)."""
+    sim_config = SimulatorConfig(horizon=3, click_bias=20.0, budget_init=1e6)
+    schedule = EpsilonSchedule(1.0, 0.1, 2000)
+    settings = dict(gamma=0.9, n_step=1, lr=3e-3, epsilon=schedule, seed=0)
+    agent, env = tiny_world_agent(sim_config=sim_config, **settings)
+    torch.manual_seed(0)
+    agent.train(env, 6000, progress=False)
+    obs = env.reset(seed=11)
+    values = []
+    for _ in range(3):
+        action = agent.act(obs)
+        values.append(agent.q(obs).gather(1, action[:, None]).mean().item())
+        obs, *_ = env.step(action)
+    assert values[2] == pytest.approx(1.0, abs=0.1)
+    assert values[0] == pytest.approx(1 + 0.9 + 0.81, abs=0.15)
+
+
+def test_actions_avoid_the_session_log_and_checkpoints_resume_exactly(tmp_path):
+    agent, env = tiny_world_agent(seed=4)
+    agent.train(env, 400, log_every=100, progress=False)
     obs = env.reset(seed=1)
     for _ in range(3):
-        obs, *_ = env.step(agent.act(obs))
+        obs, *_ = env.step(agent.act(obs, epsilon=0.5))
     chosen = agent.act(obs)
     assert not (obs["items"] == chosen[:, None])[obs["mask"]].any()
+
+    agent.train(env, 200, log_every=100, progress=False)  # back to training on the same env
     agent.save(tmp_path / "dqn.pt")
-    restored = DQN.load(tmp_path / "dqn.pt", RecQNetwork(ItemTable(15, dim=8)), device="cpu")
-    assert (restored.steps, restored.updates) == (agent.steps, agent.updates)
-    assert restored.config == agent.config
-    torch.testing.assert_close(restored.q(obs), agent.q(obs))
-    assert restored.optimizer.state_dict()["state"].keys() == agent.optimizer.state_dict()["state"].keys()  # fmt: skip
+    snapshot = env.sim.state_dict()
+    history = agent.train(env, 320, log_every=80, progress=False)
+    env.sim.load_state_dict(snapshot)
+    resumed = DQN.load(tmp_path / "dqn.pt", RecQNetwork(ItemTable(15, dim=8)), env=env)
+    assert (resumed.steps, resumed.updates) == (600, agent.updates - 320 // 8)
+    assert resumed.config == agent.config
+    again = resumed.train(env, 320, log_every=80, progress=False)
+    assert history.equals(again)
+    assert all(torch.equal(a, b) for a, b in zip(agent.q.parameters(), resumed.q.parameters()))
     with pytest.raises(FileNotFoundError, match="no DQN checkpoint"):
         DQN.load(tmp_path / "missing.pt", RecQNetwork(ItemTable(15, dim=8)))
 
@@ -135,19 +222,21 @@ def test_restrict_to_limits_every_action_and_rejects_bad_masks():
         agent.q.restrict_to(torch.zeros(15, dtype=torch.bool))
 
 
-def test_random_policy_draws_only_allowed_unshown_items():
-    from recrl_lib.agents import random_policy
-
-    sim = UserSimulator(World.random(n_users=10, n_items=15, seed=0), batch_size=64, device="cpu")
-    allowed = torch.arange(15) % 3 == 0  # 5 items
+@pytest.mark.parametrize("history", ["mean", "gru", "transformer"])
+def test_the_q_network_reads_user_features_with_every_history_encoder(history):
+    world = World.random(n_users=20, n_items=15, seed=0)
+    sim = UserSimulator(world, SimulatorConfig(observe_features=True), batch_size=4, device="cpu")
     obs = sim.reset(seed=0)
-    seen = torch.zeros(64, 15, dtype=torch.bool)
-    for _ in range(5):
-        action = random_policy(sim, obs, allowed=allowed)
-        assert allowed[action].all() and not seen[torch.arange(64), action].any()
-        seen[torch.arange(64), action] = True
-        obs, *_ = sim.step(action)
-    assert (seen.sum(1) == 5).all()
+    obs, *_ = sim.step(torch.arange(4))
+    n_features = world.user_features.shape[1]
+    net = RecQNetwork(ItemTable(15, dim=8), history=history, n_features=n_features, window=5)
+    assert net(obs).shape == (4, 15)
+    changed = dict(obs, features=obs["features"] + 1.0)
+    assert not torch.equal(net(obs), net(changed))
+    with pytest.raises(KeyError, match="observe_features=True"):
+        net({k: v for k, v in obs.items() if k != "features"})
+    with pytest.raises(ValueError, match="history must be one of"):
+        RecQNetwork(ItemTable(15, dim=8), history="lstm")
 
 
 def test_nan_loss_is_a_clear_error():
@@ -160,14 +249,9 @@ def test_nan_loss_is_a_clear_error():
         agent.update()
 
 
-def test_gym_vec_env_rejects_continuous_actions():
-    with pytest.raises(TypeError, match="Discrete action space"):
-        GymVecEnv("Pendulum-v1", num_envs=2)
-
-
 def test_mlp_head_learns_cartpole():
     torch.manual_seed(0)
-    env = GymVecEnv("CartPole-v1", num_envs=4)
+    env = TorchVectorEnv.make("CartPole-v1", num_envs=4)
     agent = DQN(
         MLPQNetwork(env.obs_dim, env.n_actions, hidden=64),
         DQNConfig(
@@ -180,12 +264,11 @@ def test_mlp_head_learns_cartpole():
             target_update="hard",
             target_interval=250,
             seed=0,
-        ),  # fmt: skip
+        ),
         device="cpu",
     )
     history = agent.train(env, 30_000, log_every=2_000, progress=False)
-    returns = []
-    eval_env = GymVecEnv("CartPole-v1", num_envs=8)
+    eval_env = TorchVectorEnv.make("CartPole-v1", num_envs=8)
     obs, total, alive = eval_env.reset(seed=123), torch.zeros(8), torch.ones(8, dtype=torch.bool)
     while alive.any():
         obs, _, reward, terminated, truncated = eval_env.step(agent.act(obs))

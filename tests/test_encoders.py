@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from recrl_lib.datasets import load_movielens_100k
 from recrl_lib.encoders import (
     GRUHistoryEncoder,
     ItemTable,
@@ -13,7 +14,9 @@ from recrl_lib.encoders import (
     ModelNotFoundError,
     TextEncoder,
     TransformerHistoryEncoder,
+    catalogue_stats,
     fit_bpr,
+    item_features,
     item_texts,
     mean_pool,
     nearest_neighbours,
@@ -132,6 +135,30 @@ def test_padding_does_not_change_the_state(encoder_class):
     assert torch.isfinite(state).all()
 
 
+@pytest.mark.parametrize("encoder_class", ENCODERS)
+def test_a_precomputed_table_gives_the_same_state(encoder_class):
+    torch.manual_seed(0)
+    table = ItemTable(dim=16, text_vectors=torch.randn(20, 8), use_ids=True)
+    model = encoder_class(table, n_responses=2).eval()
+    items, mask = pad_histories([[1, 2, 3], [4]], length=4)
+    responses = torch.rand(2, 4, 2)
+    torch.testing.assert_close(
+        model(items, mask, responses, table=table.all()), model(items, mask, responses)
+    )
+
+
+def test_the_gru_reads_order_and_the_mean_does_not():
+    torch.manual_seed(0)
+    table = ItemTable(dim=16, text_vectors=torch.randn(20, 8), use_ids=False)
+    items, mask = pad_histories([[1, 2, 3, 4]], length=4)
+    reversed_items = items.flip(1)
+    gru, mean = GRUHistoryEncoder(table), MeanHistoryEncoder(table)
+    assert not torch.allclose(gru(items, mask), gru(reversed_items, mask), atol=1e-4)
+    torch.testing.assert_close(mean(items, mask), mean(reversed_items, mask))
+    transformer = TransformerHistoryEncoder(table).eval()  # position embeddings give order
+    assert not torch.allclose(transformer(items, mask), transformer(reversed_items, mask))
+
+
 def test_encoders_reject_bad_shapes():
     model = MeanHistoryEncoder(ItemTable(10, dim=4), n_responses=1)
     items, mask = pad_histories([[1, 2]], length=3)
@@ -175,7 +202,9 @@ def test_bpr_learns_a_planted_preference():
     losses = fit_bpr(model, users, items, epochs=60, batch_size=32, lr=0.05, progress=False)
     assert losses[-1] < losses[0]
     scores = model.score_all()
-    assert (scores[:10, :5].mean() > scores[:10, 5:].mean()) and (scores[10:, 5:].mean() > scores[10:, :5].mean())  # fmt: skip
+    assert (scores[:10, :5].mean() > scores[:10, 5:].mean()) and (
+        scores[10:, 5:].mean() > scores[10:, :5].mean()
+    )
 
 
 def test_bpr_reports_a_nan_loss():
@@ -184,3 +213,41 @@ def test_bpr_reports_a_nan_loss():
         model.users.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         fit_bpr(model, torch.tensor([0, 1]), torch.tensor([0, 1]), epochs=1, progress=False)
+
+
+# ------------------------------------------------------------------ what the recommender knows
+
+
+def test_catalogue_stats_count_and_shrink_the_training_ratings(atomic_dir):
+    data = load_movielens_100k(atomic_dir)
+    stats = catalogue_stats(data, prior_weight=2.0)
+    train = data.train
+    counts = train.groupby("item").size().reindex(range(data.n_items), fill_value=0)
+    assert stats.count.tolist() == counts.tolist()
+    prior = train["rating"].mean()
+    for item in range(data.n_items):
+        ratings = train.loc[train["item"] == item, "rating"]
+        expected = (ratings.sum() + 2.0 * prior) / (len(ratings) + 2.0)
+        assert stats.mean_rating[item].item() == pytest.approx(expected, rel=1e-6)
+    assert stats.genres.shape == (data.n_items, data.genre_matrix.shape[1])
+    seen = torch.tensor([True, True, False, True, True])
+    assert catalogue_stats(data, items_seen=seen).count[2] == 0
+
+
+def test_item_features_are_recommender_side_and_leave_the_global_state(atomic_dir):
+    data = load_movielens_100k(atomic_dir)
+    torch.manual_seed(7)
+    expected_next = torch.rand(2)
+    torch.manual_seed(7)
+    features = item_features(data, mf_dim=4, epochs=2)
+    assert torch.equal(torch.rand(2), expected_next)  # the global random state is untouched
+    assert features.shape == (data.n_items, 4 + 3)
+    for column in (-2, -1):  # z-scored mean rating and log count
+        assert features[:, column].mean().abs() < 1e-5
+    text = torch.randn(data.n_items, 6)
+    with_text = item_features(data, text, mf_dim=4, epochs=2)
+    torch.testing.assert_close(with_text[:, :6], text)
+    torch.testing.assert_close(with_text[:, 6:], features)
+    seen = torch.tensor([True, False, True, True, True])
+    cold = item_features(data, mf_dim=4, epochs=2, items_seen=seen)
+    assert (cold[1] == 0).all() and (cold[0] != 0).any()

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
 
-from recrl_lib.evaluation import auc_per_user, mean_ci, seed_band
+from recrl_lib.evaluation import (
+    auc_per_user,
+    compare_over_seeds,
+    mean_ci,
+    policy_summary,
+    seed_band,
+    t_interval,
+)
 
 
 def brute_force_auc(scores, positives, candidates):
@@ -64,3 +72,70 @@ def test_seed_band_is_the_student_t_interval_over_seeds():
     np.testing.assert_allclose(mean - low, high - mean)
     with pytest.raises(ValueError, match="S >= 2 seeds"):
         seed_band(np.ones((1, 4)))
+
+
+@pytest.mark.parametrize("interval", ["bootstrap", "t"])
+def test_intervals_cover_a_known_mean_at_about_the_nominal_rate(interval):
+    rng = np.random.default_rng(2)
+    trials, covered = 300, 0
+    for trial in range(trials):
+        sample = rng.exponential(2.0, 40)  # skewed, true mean 2
+        if interval == "bootstrap":
+            _, low, high = mean_ci(sample, n_resamples=500, seed=trial)
+        else:
+            _, low, high = t_interval(sample)
+        covered += low <= 2.0 <= high
+    # 95% nominal; 300 trials give a binomial sd of 1.3 points: accept 90-99%
+    assert 0.90 <= covered / trials <= 0.99, covered / trials
+
+
+def test_t_interval_matches_the_table_and_rejects_too_few_values():
+    mean, low, high = t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(4.3027 / np.sqrt(3), abs=1e-4)
+    assert t_interval([4.0, 4.0]) == (4.0, 4.0, 4.0)
+    with pytest.raises(ValueError, match=">= 2 finite values"):
+        t_interval([1.0])
+
+
+def test_compare_over_seeds_pairs_users_and_treats_seeds_as_replicates():
+    rng = np.random.default_rng(0)
+    base = rng.normal(10, 3, 200)  # a baseline's sessions on 200 users
+    a = np.stack([base + shift + rng.normal(0, 0.5, 200) for shift in (1.0, 1.4, 0.7)])
+    per_seed, overall = compare_over_seeds(a, base)
+    np.testing.assert_allclose(per_seed["diff"], (a - base).mean(1))
+    # each seed: the paired t interval over users (by hand)
+    d = a[0] - base
+    half = stats.t.ppf(0.975, 199) * d.std(ddof=1) / np.sqrt(200)
+    assert (per_seed.loc[0, "low"], per_seed.loc[0, "high"]) == pytest.approx(
+        (d.mean() - half, d.mean() + half)
+    )
+    # over seeds: the t interval of the three per-seed means, 2 degrees of freedom
+    m = per_seed["diff"].to_numpy()
+    half = stats.t.ppf(0.975, 2) * m.std(ddof=1) / np.sqrt(3)
+    assert (overall["low"], overall["high"]) == pytest.approx((m.mean() - half, m.mean() + half))
+    assert overall["seeds"] == 3 and overall["low"] > 0
+    # pairing matters: the users' own spread (sd 3) does not widen the per-seed interval
+    assert (per_seed["high"] - per_seed["low"]).max() < 0.5
+    with pytest.raises(ValueError, match=r"\[S, U\]"):
+        compare_over_seeds(a, base[:10])
+
+
+def test_policy_summary_uses_sessions_for_fixed_and_seeds_for_learned_policies():
+    rng = np.random.default_rng(3)
+
+    def table(mean):
+        columns = {"return": rng.normal(mean, 2, 100), "length": 10, "clickbait": 0.1}
+        return pd.DataFrame(columns | {"mean_rating": 4.0})
+
+    fixed, learned = table(5.0), [table(m) for m in (6.0, 7.0, 8.0)]
+    summary = policy_summary({"fixed": fixed, "learned": learned})
+    assert summary.loc["fixed", "interval"] == "100 sessions"
+    assert (summary.loc["fixed", "ci_low"], summary.loc["fixed", "ci_high"]) == pytest.approx(
+        mean_ci(fixed["return"])[1:]
+    )
+    seed_means = [t["return"].mean() for t in learned]
+    assert summary.loc["learned", "interval"] == "3 seeds"
+    assert (summary.loc["learned", "ci_low"], summary.loc["learned", "ci_high"]) == pytest.approx(
+        t_interval(seed_means)[1:]
+    )
+    assert summary.loc["learned", "return"] == pytest.approx(np.mean(seed_means))

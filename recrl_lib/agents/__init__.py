@@ -1,6 +1,7 @@
-"""Agents: baselines, tabular Q-learning, DQN, PPO, meta-RL (one file each)."""
+"""Agents: one protocol for every policy, baselines and oracles, tabular Q-learning, DQN."""
 
 from recrl_lib.agents.baselines import (
+    Policy,
     greedy_oracle,
     most_popular,
     oracle_planner,
@@ -9,13 +10,15 @@ from recrl_lib.agents.baselines import (
 )
 from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork
 from recrl_lib.agents.rollout import evaluate_policy
-from recrl_lib.agents.tabular import EpsilonSchedule, q_learning, sarsa, td_control
+from recrl_lib.agents.schedules import EpsilonSchedule
+from recrl_lib.agents.tabular import q_learning, sarsa, td_control
 
 __all__ = [
     "DQN",
     "DQNConfig",
     "EpsilonSchedule",
     "MLPQNetwork",
+    "Policy",
     "RecQNetwork",
     "evaluate_policy",
     "greedy_oracle",

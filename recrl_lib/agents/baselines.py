@@ -1,71 +1,146 @@
-"""Non-learning policies for the batched simulator: ``policy(sim, obs) -> actions [B]``.
+"""One protocol for every policy in the course, and the non-learning policies.
 
-Every policy here avoids items it already showed in the session (``sim.shown``, which a real
-recommender knows). Two of them cheat on purpose and read the user's hidden state — the
-oracles — to show what perfect information is worth:
+A :class:`Policy` scores every item for a batch of observations, ``score(obs) -> [B, N]``, and
+shows the best *valid* item: one not already in the observed session log (every policy knows
+the log, the same way) and, optionally, inside an ``allowed`` set. ``policy(obs)`` returns the
+actions [B]; ``policy.rank(obs, k)`` the top-k valid items [B, k] for offline metrics.
 
-- ``random_policy``: uniform over unshown items;
-- ``most_popular``: the most-interacted unshown item in the training data;
-- ``greedy_oracle``: the unshown item with the highest click probability *now* (hidden state);
-- ``oracle_planner(lam)``: click probability + ``lam`` · expected budget change (hidden state),
-  a one-step look-ahead that values keeping the session alive;
-- ``population_planner``: no user state at all: popular items, skipping low-quality ones
-  and genres shown in the last few steps.
+What a policy may see is part of its definition:
+
+- **non-oracle** policies act on the observation and on what the recommender computed from the
+  training split (:class:`~recrl_lib.encoders.CatalogueStats`, item features, its own models):
+  ``random_policy``, ``most_popular``, ``population_planner``, and every learned agent;
+- **oracles** are built *with the simulator* and read its hidden state on purpose, to show what
+  that information is worth: ``greedy_oracle`` (the highest click probability now) and
+  ``oracle_planner`` (click probability + λ · expected budget change, a one-step look-ahead).
+  They carry ``oracle=True``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from recrl_lib.envs.simulator import UserSimulator
+from recrl_lib.encoders.features import CatalogueStats
+from recrl_lib.envs.simulator import UserSimulator, shown_items
+
+Observation = dict[str, torch.Tensor]
 
 
-def _best_unshown(sim: UserSimulator, scores: torch.Tensor) -> torch.Tensor:
-    """Argmax of scores [B, N] over items not yet shown this session -> [B]."""
-    return scores.masked_fill(sim.shown, -float("inf")).argmax(1)
+class Policy:
+    """A named scoring rule over ``n_items`` items; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        score: Callable[[Observation], torch.Tensor],
+        n_items: int,
+        *,
+        oracle: bool = False,
+        allowed: torch.Tensor | None = None,
+        valid: Callable[[Observation], torch.Tensor] | None = None,
+    ):
+        if allowed is not None and (allowed.shape != (n_items,) or allowed.dtype != torch.bool):
+            got = f"{allowed.dtype} {tuple(allowed.shape)}"
+            raise ValueError(f"allowed must be a [{n_items}] bool tensor, got {got}")
+        if allowed is not None and not allowed.any():
+            raise ValueError("allowed must let at least one item through")
+        self.name, self.score, self.n_items = name, score, n_items
+        self.oracle, self.allowed, self._valid = oracle, allowed, valid
+
+    def __repr__(self) -> str:
+        return f"Policy({self.name!r}{', oracle' if self.oracle else ''})"
+
+    def valid(self, obs: Observation) -> torch.Tensor:
+        """[B, N] bool: allowed items not in the observed session log (or the rule given as
+        ``valid``, e.g. a learned agent's own)."""
+        if self._valid is not None:
+            return self._valid(obs)
+        valid = ~shown_items(obs, self.n_items)
+        if self.allowed is not None:
+            valid &= self.allowed.to(valid.device)
+        return valid
+
+    def masked_scores(self, obs: Observation) -> torch.Tensor:
+        """[B, N]: the scores with invalid items at −inf."""
+        return self.score(obs).masked_fill(~self.valid(obs), -float("inf"))
+
+    @torch.no_grad()
+    def __call__(self, obs: Observation) -> torch.Tensor:
+        """The best valid item of each row -> [B] long."""
+        return self.masked_scores(obs).argmax(1)
+
+    @torch.no_grad()
+    def rank(self, obs: Observation, k: int) -> torch.Tensor:
+        """The k best valid items of each row, best first -> [B, k] long."""
+        return self.masked_scores(obs).topk(k, dim=1).indices
 
 
-def random_policy(sim: UserSimulator, obs, allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """Uniform over unshown items; ``allowed`` ([N] bool) restricts the draw to those items
-    (bind it with ``functools.partial``)."""
-    noise = torch.rand(sim.batch_size, sim.world.n_items, generator=sim.generator, device=sim.device)  # fmt: skip
-    if allowed is not None:
-        noise = noise.masked_fill(~allowed.to(sim.device), -1.0)
-    return _best_unshown(sim, noise)
+def _batch_size(obs: Observation) -> int:
+    return obs["items"].shape[0]
 
 
-def most_popular(sim: UserSimulator, obs) -> torch.Tensor:
-    return _best_unshown(sim, sim.world.popularity.expand(sim.batch_size, -1))
+def random_policy(n_items: int, *, seed: int = 0, allowed: torch.Tensor | None = None) -> Policy:
+    """Uniform over valid items, from its own generator seeded with ``seed``."""
+    generator: dict[str, torch.Generator] = {}  # one per device, made on first use
+
+    def score(obs: Observation) -> torch.Tensor:
+        device = obs["items"].device
+        if device.type not in generator:
+            generator[device.type] = torch.Generator(device=device).manual_seed(seed)
+        shape = (_batch_size(obs), n_items)
+        return torch.rand(shape, generator=generator[device.type], device=device)
+
+    return Policy("random", score, n_items, allowed=allowed)
 
 
-def greedy_oracle(sim: UserSimulator, obs) -> torch.Tensor:
-    return _best_unshown(sim, sim.click_probabilities())
+def most_popular(stats: CatalogueStats) -> Policy:
+    """The most-rated valid item in the training split."""
+    count = stats.count
+
+    def score(obs: Observation) -> torch.Tensor:
+        return count.to(obs["items"].device).expand(_batch_size(obs), -1)
+
+    return Policy("most popular", score, stats.n_items)
 
 
-def oracle_planner(lam: float = 0.5):
-    """score = P(click) + lam · E[budget change], both from the hidden state."""
+def population_planner(
+    stats: CatalogueStats, *, min_rating: float = 3.2, recent_steps: int = 2
+) -> Policy:
+    """A hand-written rule with no user model: popular items, skipping those whose (shrunk)
+    mean training rating is below ``min_rating`` and, where possible, the genres of the last
+    ``recent_steps`` items shown (read from the observation)."""
+    genres, count = stats.genres.float(), stats.count
+    poor = (stats.mean_rating < min_rating).float()
 
-    def policy(sim: UserSimulator, obs) -> torch.Tensor:
-        return _best_unshown(sim, sim.click_probabilities() + lam * sim.expected_budget_change())
-
-    policy.__name__ = f"oracle_planner(lam={lam})"
-    return policy
-
-
-def population_planner(min_quality: float = 0.55, recent_steps: int = 2):
-    """Popularity among items whose training-data quality >= ``min_quality`` and whose genres
-    do not overlap those of the last ``recent_steps`` items shown (read from the observation)."""
-
-    def policy(sim: UserSimulator, obs) -> torch.Tensor:
-        w = sim.world
+    def score(obs: Observation) -> torch.Tensor:
+        device = obs["items"].device
+        g = genres.to(device)
         recent = obs["items"][:, -recent_steps:]
         recent_mask = obs["mask"][:, -recent_steps:, None].float()
-        recent_genres = (w.genres[recent] * recent_mask).amax(1)  # [B, G]
-        repeats_genre = (recent_genres @ w.genres.T) > 0  # [B, N]
-        score = w.popularity.expand(sim.batch_size, -1).clone()
-        score -= 1e6 * (w.item_quality < min_quality).float()  # skip poor items ...
+        recent_genres = (g[recent] * recent_mask).amax(1)  # [B, G]
+        repeats_genre = (recent_genres @ g.T) > 0  # [B, N]
+        score = count.to(device).expand(_batch_size(obs), -1).clone()
+        score -= 1e6 * poor.to(device)  # skip poorly rated items ...
         score -= 1e3 * repeats_genre.float()  # ... and recent genres, when possible
-        return _best_unshown(sim, score)
+        return score
 
-    policy.__name__ = "population_planner"
-    return policy
+    return Policy("population planner", score, stats.n_items)
+
+
+def greedy_oracle(sim: UserSimulator) -> Policy:
+    """ORACLE: the valid item with the highest click probability now (reads ``sim``'s hidden
+    state; ``sim`` must be the simulator whose observations the policy receives)."""
+    return Policy(
+        "greedy-oracle", lambda obs: sim.click_probabilities(), sim.world.n_items, oracle=True
+    )
+
+
+def oracle_planner(sim: UserSimulator, lam: float = 0.5) -> Policy:
+    """ORACLE: P(click) + ``lam`` · E[budget change], both from ``sim``'s hidden state."""
+
+    def score(obs: Observation) -> torch.Tensor:
+        return sim.click_probabilities() + lam * sim.expected_budget_change()
+
+    return Policy(f"oracle planner (λ = {lam})", score, sim.world.n_items, oracle=True)

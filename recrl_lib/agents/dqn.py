@@ -9,11 +9,13 @@ Read top to bottom:
    ``MLPQNetwork`` is the plain head for any ``Box`` observation.
 2. **Replay buffer** on the device, stored time-major ``[T, num_envs]`` so that **n-step
    returns** are computed when sampling.
-3. **TD target** (``td_target``): r + γⁿ max_a' Q_target(s', a') — or, with **double DQN**,
-   Q_target(s', argmax_a' Q_online(s', a')). A *terminated* step has no bootstrap term; a
-   *truncated* one (time limit) bootstraps from its final observation.
+3. **TD target** (``td_target``): G + γᵐ max_a' Q_target(s', a') — or, with **double DQN**,
+   Q_target(s', argmax_a' Q_online(s', a')) — over valid actions a'. G sums the m ≤ n rewards
+   before the session ends or n steps pass. A *terminated* session has no bootstrap term; a
+   *truncated* one (cut from outside) bootstraps from its final observation.
 4. **Training loop**: ε-greedy batched collection, **Huber loss**, **gradient clipping**, a
-   **target network** updated by hard copies or Polyak averaging.
+   **target network** updated by hard copies or Polyak averaging. Collection continues across
+   ``train`` calls: sessions are never stitched together.
 """
 
 from __future__ import annotations
@@ -29,19 +31,34 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from recrl_lib.agents.tabular import EpsilonSchedule
+from recrl_lib.agents.baselines import Policy
+from recrl_lib.agents.schedules import EpsilonSchedule
 from recrl_lib.device import get_device
-from recrl_lib.encoders.history import GRUHistoryEncoder, ItemTable, MeanHistoryEncoder
+from recrl_lib.encoders.history import (
+    GRUHistoryEncoder,
+    ItemTable,
+    MeanHistoryEncoder,
+    TransformerHistoryEncoder,
+)
+from recrl_lib.envs.simulator import shown_items
 
 # ----------------------------------------------------------------------------- 1. Q-networks
 
+HISTORY_ENCODERS = {
+    "mean": MeanHistoryEncoder,
+    "gru": GRUHistoryEncoder,
+    "transformer": TransformerHistoryEncoder,
+}
+
 
 class RecQNetwork(nn.Module):
-    """Q-values of every item from the observed history: obs -> [B, N].
+    """Q-values of every item from the observed session: obs -> [B, N].
 
-    state  h = HistoryEncoder(items, responses = (click, rating), mask)        [B, D]
-    f(s)   = MLP([h, step, session])  ·  item vectors x_a = ItemTable(a)        [B, N]
+    h      = HistoryEncoder(last ``window`` items, responses = (click, rating), mask)  [B, D]
+    f(s)   = MLP([h, step, session totals (, user features)])  ·  x_a = ItemTable(a)   [B, N]
     Q(s,a) = v(s) + f(s) · x_a
+
+    Valid actions: allowed items not in the observed session log (no repeats).
     """
 
     def __init__(
@@ -49,17 +66,22 @@ class RecQNetwork(nn.Module):
         items: ItemTable,
         *,
         history: str = "mean",
+        window: int = 10,
+        n_features: int = 0,
         hidden: int = 128,
-        mask_history: bool = True,
     ):
         super().__init__()
-        encoders = {"mean": MeanHistoryEncoder, "gru": GRUHistoryEncoder}
-        if history not in encoders:
-            raise ValueError(f"history must be one of {sorted(encoders)}, got {history!r}")
-        self.items = items
-        self.encoder = encoders[history](items, n_responses=2)
-        self.mlp = nn.Sequential(nn.Linear(items.dim + 4, hidden), nn.ReLU(), nn.Linear(hidden, items.dim + 1))  # fmt: skip
-        self.mask_history = mask_history
+        if history not in HISTORY_ENCODERS:
+            raise ValueError(f"history must be one of {sorted(HISTORY_ENCODERS)}, got {history!r}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1 step, got {window}")
+        self.items, self.window, self.n_features = items, window, n_features
+        self.encoder = HISTORY_ENCODERS[history](items, n_responses=2)
+        self.mlp = nn.Sequential(
+            nn.Linear(items.dim + 4 + n_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, items.dim + 1),
+        )
         # Items the network may recommend (see ``restrict_to``): all of them by default.
         self.register_buffer("allowed", torch.ones(items.n_items, dtype=torch.bool))
 
@@ -72,43 +94,59 @@ class RecQNetwork(nn.Module):
             self.allowed.fill_(True)
             return
         if allowed.shape != self.allowed.shape or allowed.dtype != torch.bool:
-            raise ValueError(f"allowed must be a [{self.items.n_items}] bool tensor, got {allowed.dtype} {tuple(allowed.shape)}")  # fmt: skip
+            got = f"{allowed.dtype} {tuple(allowed.shape)}"
+            raise ValueError(f"allowed must be a [{self.items.n_items}] bool tensor, got {got}")
         if not allowed.any():
             raise ValueError("allowed must let at least one item through")
-        self.allowed.copy_(allowed)
+        self.allowed.copy_(allowed.to(self.allowed.device))
 
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        responses = torch.stack([obs["clicks"], obs["ratings"]], dim=-1)
-        h = self.encoder(obs["items"], obs["mask"], responses)
-        out = self.mlp(torch.cat([h, obs["step"], obs["session"]], dim=-1))
+    def forward(
+        self, obs: dict[str, torch.Tensor], table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """obs -> Q [B, N]. ``table`` ([N, D], ``items.all()``) may be passed in when the
+        caller already computed it with the same weights."""
+        if table is None:
+            table = self.items.all()  # computed once for the history and the scores
+        w = self.window
+        responses = torch.stack([obs["clicks"][:, -w:], obs["ratings"][:, -w:]], dim=-1)
+        h = self.encoder(obs["items"][:, -w:], obs["mask"][:, -w:], responses, table=table)
+        inputs = [h, obs["step"], obs["session"]]
+        if self.n_features:
+            if "features" not in obs:
+                raise KeyError(
+                    "this network reads user features: build the simulator with "
+                    "SimulatorConfig(observe_features=True), or the network with n_features=0"
+                )
+            inputs.append(obs["features"])
+        out = self.mlp(torch.cat(inputs, dim=-1))
         value, query = out[:, :1], out[:, 1:]
-        return value + query @ self.items.all().T
+        return value + query @ table.T
 
     def valid_actions(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[B, N] bool: allowed items not among the observed recent history (no repeats)."""
-        valid = self.allowed.expand(obs["items"].shape[0], -1).clone()
-        if self.mask_history:
-            rows = torch.arange(len(valid), device=valid.device)[:, None].expand_as(obs["items"])
-            valid[rows[obs["mask"]], obs["items"][obs["mask"]]] = False
-        return valid
+        """[B, N] bool: allowed items not in the observed session log."""
+        return self.allowed & ~shown_items(obs, self.items.n_items)
 
 
 class MLPQNetwork(nn.Module):
-    """Q-values from a flat observation: obs["obs"] [B, O] -> [B, A]."""
+    """Q-values from a flat observation: obs["obs"] [B, O] -> [B, A]; every action valid."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: int = 128):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(obs_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, n_actions),
-        )  # fmt: skip
+        )
         self.n_actions = n_actions
 
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, obs: dict[str, torch.Tensor], table=None) -> torch.Tensor:
         return self.net(obs["obs"])
 
     def valid_actions(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.ones(obs["obs"].shape[0], self.n_actions, dtype=torch.bool, device=obs["obs"].device)  # fmt: skip
+        x = obs["obs"]
+        return torch.ones(x.shape[0], self.n_actions, dtype=torch.bool, device=x.device)
 
 
 # ----------------------------------------------------------------------------- 2. replay buffer
@@ -118,11 +156,17 @@ class ReplayBuffer:
     """Transitions stored time-major ``[T, num_envs]`` in a ring on the device.
 
     Sampling picks (t, env) and follows the same env for up to ``n_step`` steps, stopping at
-    the end of an episode, to build the n-step return.
+    the end of a session, to build the n-step return.
     """
 
-    def __init__(self, capacity: int, num_envs: int, device: torch.device):
-        self.T = max(1, capacity // num_envs)
+    def __init__(self, capacity: int, num_envs: int, device: torch.device, n_step: int = 1):
+        self.T = capacity // num_envs
+        if n_step > self.T:
+            raise ValueError(
+                f"a buffer of {capacity} transitions holds {self.T} steps of {num_envs} envs, "
+                f"fewer than n_step={n_step}: it could never sample. Raise buffer_size to at "
+                f"least {n_step * num_envs}"
+            )
         self.num_envs, self.device = num_envs, device
         self.pos, self.size = 0, 0  # next time slot to write; filled time slots
         self.storage: dict[str, torch.Tensor] | None = None
@@ -136,8 +180,14 @@ class ReplayBuffer:
         self.storage |= {k: empty(example[k]) for k in ("action", "reward", "terminated", "done")}
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        item = {"obs": obs, "next_obs": next_obs, "action": action, "reward": reward,
-                "terminated": terminated, "done": terminated | truncated}  # fmt: skip
+        item = {
+            "obs": obs,
+            "next_obs": next_obs,
+            "action": action,
+            "reward": reward,
+            "terminated": terminated,
+            "done": terminated | truncated,
+        }
         if self.storage is None:
             self._allocate(item)
         for group in ("obs", "next_obs"):
@@ -148,6 +198,12 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.T
         self.size = min(self.size + 1, self.T)
 
+    def cut(self) -> None:
+        """Mark the newest step of every env as the end of its session (without terminating):
+        n-step returns stop there and bootstrap from its stored next observation."""
+        if self.size:
+            self.storage["done"][(self.pos - 1) % self.T] = True
+
     def __len__(self) -> int:
         return self.size * self.num_envs
 
@@ -156,7 +212,7 @@ class ReplayBuffer:
         if self.size < n_step:
             raise RuntimeError(f"the buffer holds {self.size} steps; n_step={n_step} needs more")
         dev, S = self.device, self.storage
-        age = torch.randint(self.size - n_step + 1, (batch_size,), generator=generator, device=dev)  # fmt: skip
+        age = torch.randint(self.size - n_step + 1, (batch_size,), generator=generator, device=dev)
         t = (self.pos - self.size + age) % self.T
         env = torch.randint(self.num_envs, (batch_size,), generator=generator, device=dev)
         ret = torch.zeros(batch_size, device=dev)
@@ -178,6 +234,16 @@ class ReplayBuffer:
             "next_obs": {k[9:]: v[last, env] for k, v in S.items() if k.startswith("next_obs/")},
         }
 
+    def state_dict(self) -> dict:
+        return {"pos": self.pos, "size": self.size, "storage": self.storage}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pos, self.size = state["pos"], state["size"]
+        storage = state["storage"]
+        if storage is not None:
+            storage = {k: v.to(self.device) for k, v in storage.items()}
+        self.storage = storage
+
 
 # ----------------------------------------------------------------------------- 3. TD target
 
@@ -194,7 +260,8 @@ def td_target(
     """y = G + discount · Q_target(s', a*)   returns, discount: [B]; next_q_*: [B, A] -> [B]
 
     a* = argmax Q_target(s', ·) (plain DQN) or argmax Q_online(s', ·) (double DQN), over
-    valid actions. ``discount`` is γⁿ, or 0 where the episode terminated.
+    valid actions. ``discount`` is γᵐ (m = steps summed in G), or 0 where the session
+    terminated within them.
     """
     if next_valid is not None:
         next_q_online = next_q_online.masked_fill(~next_valid, -float("inf"))
@@ -212,11 +279,13 @@ def td_target(
 
 @dataclass
 class DQNConfig:
-    gamma: float = 0.95  # discount; 0 turns DQN into a contextual bandit (myopic)
-    n_step: int = 3  # steps summed before bootstrapping
-    lr: float = 1e-3
+    """DQN settings; the defaults are lesson 04's (chosen by measuring, see the lesson)."""
+
+    gamma: float = 0.9  # discount; 0 turns DQN into a contextual bandit (myopic)
+    n_step: int = 3  # rewards summed before bootstrapping
+    lr: float = 3e-4
     buffer_size: int = 200_000  # transitions
-    batch_size: int = 256
+    batch_size: int = 128
     learning_starts: int = 5_000  # transitions collected before the first update
     gradient_steps: int = 1  # updates per vector-env step
     double: bool = True  # double-DQN targets
@@ -225,20 +294,24 @@ class DQNConfig:
     target_interval: int = 500  # updates between hard copies
     huber_delta: float = 1.0
     max_grad_norm: float = 10.0
-    epsilon: EpsilonSchedule = field(default_factory=lambda: EpsilonSchedule(1.0, 0.05, 50_000))
+    epsilon: EpsilonSchedule = field(default_factory=lambda: EpsilonSchedule(1.0, 0.05, 30_000))
     seed: int = 0
 
     def __post_init__(self):
         if isinstance(self.epsilon, dict):  # from a checkpoint
             self.epsilon = EpsilonSchedule(**self.epsilon)
         if self.target_update not in ("polyak", "hard"):
-            raise ValueError(f"target_update must be 'polyak' or 'hard', got {self.target_update!r}")  # fmt: skip
+            raise ValueError(
+                f"target_update must be 'polyak' or 'hard', got {self.target_update!r}"
+            )
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {self.n_step}")
 
 
 class DQN:
-    """A DQN agent: ``train(env, steps)``, ``act(obs)``, ``save``/``load``."""
+    """A DQN agent: ``train(env, steps)``, ``act(obs)``, ``policy()``, ``save``/``load``."""
 
     def __init__(self, q_network: nn.Module, config: DQNConfig | None = None, *, device=None):
         self.config = config or DQNConfig()
@@ -249,6 +322,12 @@ class DQN:
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.steps, self.updates = 0, 0  # env transitions seen; gradient updates made
         self.buffer: ReplayBuffer | None = None
+        # Collection state kept between train() calls, so sessions continue where they were.
+        self.env = None
+        self.obs: dict[str, torch.Tensor] | None = None
+        self.episode_return: torch.Tensor | None = None
+        self.finished: list[float] = []  # returns of sessions ended since the last log row
+        self.next_log: int | None = None
 
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], epsilon: float = 0.0) -> torch.Tensor:
@@ -262,20 +341,38 @@ class DQN:
         explore = torch.rand(len(greedy), generator=self.generator, device=self.device) < epsilon
         return torch.where(explore, random_valid, greedy)
 
-    def policy(self):
-        """The greedy policy as ``policy(sim, obs) -> actions`` (see ``evaluate_policy``)."""
-        return lambda sim, obs: self.act(obs)
+    def policy(self, name: str = "DQN") -> Policy:
+        """The greedy policy in the course's protocol (``policy(obs)``, ``policy.rank``)."""
+        allowed = getattr(self.q, "allowed", None)
+        n_items = allowed.shape[0] if allowed is not None else self.q.n_actions
+        return Policy(name, self.q, n_items, valid=self.q.valid_actions)
 
     def update(self) -> dict[str, float]:
         """One gradient step on a replayed batch; returns the loss and the mean Q."""
         c = self.config
         batch = self.buffer.sample(c.batch_size, c.n_step, c.gamma, self.generator)
-        q_taken = self.q(batch["obs"]).gather(1, batch["action"][:, None]).squeeze(1)
+        table = self.q.items.all() if hasattr(self.q, "items") else None  # one projection
+        q_taken = self.q(batch["obs"], table).gather(1, batch["action"][:, None]).squeeze(1)
         with torch.no_grad():
-            next_valid = self.q.valid_actions(batch["next_obs"])
-            next_q_target = self.target(batch["next_obs"])
-            next_q_online = self.q(batch["next_obs"]) if c.double else next_q_target
-            y = td_target(batch["return"], batch["discount"], next_q_online, next_q_target, next_valid, double=c.double)  # fmt: skip
+            if c.gamma == 0:  # a contextual bandit: the target is the reward, no next state
+                y = batch["return"]
+            else:
+                next_obs = batch["next_obs"]
+                next_valid = self.q.valid_actions(next_obs)
+                next_q_target = self.target(next_obs)
+                if c.double:  # the online net's table, reused without its graph
+                    online_table = None if table is None else table.detach()
+                    next_q_online = self.q(next_obs, online_table)
+                else:
+                    next_q_online = next_q_target
+                y = td_target(
+                    batch["return"],
+                    batch["discount"],
+                    next_q_online,
+                    next_q_target,
+                    next_valid,
+                    double=c.double,
+                )
         loss = F.huber_loss(q_taken, y, delta=c.huber_delta)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -296,60 +393,102 @@ class DQN:
             self.target.load_state_dict(self.q.state_dict())
         return {"loss": loss.item(), "q_mean": q_taken.mean().item()}
 
+    def _start_collection(self, env, log_every: int) -> None:
+        """New sessions on ``env``; a seam with earlier data in the buffer becomes a cut."""
+        if self.buffer is not None:
+            self.buffer.cut()
+        self.env = env
+        self.obs = env.reset(seed=self.config.seed + self.steps)
+        self.episode_return = torch.zeros(env.num_envs, device=self.device)
+        self.finished = []
+        self.next_log = self.steps + log_every
+
     def train(
         self, env, total_steps: int, *, log_every: int = 5_000, progress: bool = True
     ) -> pd.DataFrame:
         """Collect ``total_steps`` transitions from the vector ``env`` and learn from them.
 
-        Returns a history table: steps, episodes, mean training return of the episodes that
-        ended since the last row, epsilon, loss, mean Q.
+        Calling ``train`` again with the same env continues its sessions (two calls of N/2
+        give the same agent as one of N); another env starts new sessions. Returns this call's
+        history: a row every ``log_every`` transitions (and at the end of the call) with steps,
+        episodes, the mean training return of the sessions that ended since the last row,
+        epsilon, loss, mean Q.
         """
         c = self.config
         if self.buffer is None:
-            self.buffer = ReplayBuffer(c.buffer_size, env.num_envs, self.device)
-        obs = env.reset(seed=c.seed + self.steps)
-        episode_return = torch.zeros(env.num_envs, device=self.device)
-        finished, rows, stats = [], [], {}
-        next_log = self.steps + log_every
-        end = self.steps + total_steps
-        with tqdm(total=total_steps, desc="DQN", unit="step", disable=not progress, mininterval=2) as bar:  # fmt: skip
-            while self.steps < end:
-                epsilon = c.epsilon(self.steps)
-                action = self.act(obs, epsilon)
-                new_obs, next_obs, reward, terminated, truncated = env.step(action)
-                self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
-                episode_return += reward
-                done = terminated | truncated
-                if done.any():
-                    finished.extend(episode_return[done].tolist())
-                    episode_return[done] = 0.0
-                obs = new_obs
-                self.steps += env.num_envs
-                bar.update(env.num_envs)
-                if len(self.buffer) >= c.learning_starts and self.buffer.size >= c.n_step:
-                    for _ in range(c.gradient_steps):
-                        stats = self.update()
-                if self.steps >= next_log or self.steps >= end:
-                    rows.append({"step": self.steps, "episodes": len(finished),
-                                 "return": float(np.mean(finished)) if finished else np.nan,
-                                 "epsilon": epsilon, **stats})  # fmt: skip
-                    finished, next_log = [], next_log + log_every
+            self.buffer = ReplayBuffer(c.buffer_size, env.num_envs, self.device, c.n_step)
+        if env is not self.env:
+            self._start_collection(env, log_every)
+        rows, stats, end = [], {}, self.steps + total_steps
+        bar = tqdm(total=total_steps, desc="DQN", unit="step", disable=not progress, mininterval=2)
+        while self.steps < end:
+            epsilon = c.epsilon(self.steps)
+            action = self.act(self.obs, epsilon)
+            obs, next_obs, reward, terminated, truncated = env.step(action)
+            self.buffer.add(self.obs, action, reward, next_obs, terminated, truncated)
+            self.episode_return += reward
+            done = terminated | truncated
+            if done.any():
+                self.finished.extend(self.episode_return[done].tolist())
+                self.episode_return[done] = 0.0
+            self.obs = obs
+            self.steps += env.num_envs
+            bar.update(env.num_envs)
+            if len(self.buffer) >= c.learning_starts and self.buffer.size >= c.n_step:
+                for _ in range(c.gradient_steps):
+                    stats = self.update()
+            if self.steps >= self.next_log or self.steps >= end:
+                mean_return = float(np.mean(self.finished)) if self.finished else np.nan
+                rows.append(
+                    {
+                        "step": self.steps,
+                        "episodes": len(self.finished),
+                        "return": mean_return,
+                        "epsilon": epsilon,
+                        **stats,
+                    }
+                )
+                self.finished = []
+                while self.next_log <= self.steps:
+                    self.next_log += log_every
+        bar.close()
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Weights, target, optimiser, config and step counters, in one file."""
-        torch.save(
-            {"q": self.q.state_dict(), "target": self.target.state_dict(),
-             "optimizer": self.optimizer.state_dict(), "config": asdict(self.config),
-             "steps": self.steps, "updates": self.updates},
-            path,
-        )  # fmt: skip
+    def save(self, path: str | os.PathLike, *, include_buffer: bool = True) -> None:
+        """Everything a resumed run needs, in one file: weights, target, optimiser, config,
+        counters, the random generator, the collection state and (by default) the buffer."""
+        collection = None
+        if self.obs is not None:
+            collection = {
+                "obs": self.obs,
+                "episode_return": self.episode_return,
+                "finished": self.finished,
+                "next_log": self.next_log,
+            }
+        state = {
+            "q": self.q.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "config": asdict(self.config),
+            "steps": self.steps,
+            "updates": self.updates,
+            "generator": self.generator.get_state(),
+            "collection": collection,
+            "buffer": self.buffer.state_dict() if include_buffer and self.buffer else None,
+        }
+        torch.save(state, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, q_network: nn.Module, *, device=None) -> DQN:
-        """Rebuild an agent saved by :meth:`save` around a network of the same shape."""
+    def load(cls, path: str | os.PathLike, q_network: nn.Module, *, env=None, device=None) -> DQN:
+        """Rebuild an agent saved by :meth:`save` around a network of the same shape.
+
+        With ``env`` (in the state it had when the agent was saved, e.g. restored with
+        ``UserSimulator.load_state_dict``), training continues its sessions exactly: the
+        resumed run repeats the uninterrupted one. Without it, the next ``train`` call starts
+        new sessions.
+        """
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no DQN checkpoint at {path}; save one with agent.save(path)")
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -358,4 +497,16 @@ class DQN:
         agent.target.load_state_dict(state["target"])
         agent.optimizer.load_state_dict(state["optimizer"])
         agent.steps, agent.updates = state["steps"], state["updates"]
+        agent.generator.set_state(state["generator"])
+        if state["buffer"] is not None:
+            num_envs = state["buffer"]["storage"]["reward"].shape[1]
+            c = agent.config
+            agent.buffer = ReplayBuffer(c.buffer_size, num_envs, agent.device, c.n_step)
+            agent.buffer.load_state_dict(state["buffer"])
+        collection = state["collection"]
+        if env is not None and collection is not None:
+            agent.env = env
+            agent.obs = {k: v.to(agent.device) for k, v in collection["obs"].items()}
+            agent.episode_return = collection["episode_return"].to(agent.device)
+            agent.finished, agent.next_log = collection["finished"], collection["next_log"]
         return agent

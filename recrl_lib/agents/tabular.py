@@ -11,25 +11,12 @@ bootstrap term is 0; at a truncation (time limit) it is kept, since the state ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-
-@dataclass
-class EpsilonSchedule:
-    """ε decays linearly from ``start`` to ``end`` over ``decay_steps``, then stays at ``end``."""
-
-    start: float = 1.0
-    end: float = 0.05
-    decay_steps: int = 10_000
-
-    def __call__(self, step: int) -> float:
-        fraction = min(1.0, step / max(1, self.decay_steps))
-        return self.start + fraction * (self.end - self.start)
+from recrl_lib.agents.schedules import EpsilonSchedule
 
 
 def _check_discrete(env: gym.Env) -> tuple[int, int]:
@@ -41,6 +28,30 @@ def _check_discrete(env: gym.Env) -> tuple[int, int]:
             f"{env.observation_space} and {env.action_space}"
         )
     return int(env.observation_space.n), int(env.action_space.n)
+
+
+def q_learning_update(q, state, action, reward, next_state, terminated, *, alpha, gamma) -> float:
+    """Q(s,a) += α [r + γ max_a' Q(s',a') − Q(s,a)] on the table q [S, A], in place.
+
+    No bootstrap term after a terminated step. Returns the TD error (the bracket).
+    """
+    bootstrap = 0.0 if terminated else gamma * q[next_state].max()
+    td_error = reward + bootstrap - q[state, action]
+    q[state, action] += alpha * td_error
+    return float(td_error)
+
+
+def sarsa_update(
+    q, state, action, reward, next_state, next_action, terminated, *, alpha, gamma
+) -> float:
+    """Q(s,a) += α [r + γ Q(s',a') − Q(s,a)], a' the action actually taken next; in place.
+
+    No bootstrap term after a terminated step. Returns the TD error (the bracket).
+    """
+    bootstrap = 0.0 if terminated else gamma * q[next_state, next_action]
+    td_error = reward + bootstrap - q[state, action]
+    q[state, action] += alpha * td_error
+    return float(td_error)
 
 
 def td_control(
@@ -70,21 +81,26 @@ def td_control(
     def behave(state: int, step: int) -> int:  # ε-greedy, ties broken at random
         if rng.random() < epsilon(step):
             return int(rng.integers(n_actions))
-        best = np.flatnonzero(q[state] == q[state].max())
-        return int(rng.choice(best))
+        row = q[state]
+        best = np.flatnonzero(row == row.max())
+        return int(best[0]) if len(best) == 1 else int(rng.choice(best))
 
     history, episode_return, returns = [], 0.0, []
     state, _ = env.reset(seed=seed)
     action = behave(state, 0)
-    for step in tqdm(range(1, n_steps + 1), desc="TD control", disable=not progress, mininterval=1):
+    steps = tqdm(range(1, n_steps + 1), desc="TD control", disable=not progress, mininterval=1)
+    for step in steps:
         next_state, reward, terminated, truncated, _ = env.step(action)
         next_action = behave(next_state, step)
-        # Step size α = 1 / N(s, a)^power: the Robbins-Monro conditions hold for power in (0.5, 1].
+        # Step size α = 1 / N(s, a)^power: Robbins-Monro conditions hold for power in (0.5, 1].
         visits[state, action] += 1
         alpha = 1.0 / visits[state, action] ** step_size_power
-        bootstrap = q[next_state, next_action] if on_policy else q[next_state].max()
-        target = reward + (0.0 if terminated else gamma * bootstrap)
-        q[state, action] += alpha * (target - q[state, action])
+        if on_policy:
+            args = (state, action, reward, next_state, next_action, terminated)
+            sarsa_update(q, *args, alpha=alpha, gamma=gamma)
+        else:
+            args = (state, action, reward, next_state, terminated)
+            q_learning_update(q, *args, alpha=alpha, gamma=gamma)
         episode_return += reward
         if terminated or truncated:
             returns.append(episode_return)

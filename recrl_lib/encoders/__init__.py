@@ -1,6 +1,12 @@
-"""Items and users as vectors: a pretrained text encoder, item tables, history encoders, MF."""
+"""Items and users as vectors: a pretrained text encoder, item tables, history encoders, MF,
+and what the recommender knows about its catalogue."""
 
-from recrl_lib.encoders.features import item_features
+from recrl_lib.encoders.features import (
+    CatalogueStats,
+    catalogue_stats,
+    fit_recommender_mf,
+    item_features,
+)
 from recrl_lib.encoders.history import (
     GRUHistoryEncoder,
     ItemTable,
@@ -17,6 +23,7 @@ from recrl_lib.encoders.text import (
 )
 
 __all__ = [
+    "CatalogueStats",
     "GRUHistoryEncoder",
     "ItemTable",
     "MatrixFactorization",
@@ -24,7 +31,9 @@ __all__ = [
     "ModelNotFoundError",
     "TextEncoder",
     "TransformerHistoryEncoder",
+    "catalogue_stats",
     "fit_bpr",
+    "fit_recommender_mf",
     "item_features",
     "item_texts",
     "mean_pool",

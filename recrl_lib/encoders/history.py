@@ -2,8 +2,12 @@
 
 A history is a batch of item ids ``items: [B, H]`` (oldest first), a boolean ``mask: [B, H]``
 (True = a real step, False = padding) and optional per-step responses ``responses: [B, H, R]``
-(e.g. click, rating / 5). Each encoder maps it to ``state: [B, D]``; padding never changes the
-state, and an empty history gives the zero vector (mean, GRU) or a learned start state.
+(e.g. click, rating / 5). Each step becomes a token x_t = item vector + W_r · responses_t,
+and each encoder maps the tokens to ``state: [B, D]``; padding never changes the state, and an
+empty history gives the zero vector (all three encoders).
+
+Every encoder takes an optional ``table`` ([N, D], from ``ItemTable.all()``): a caller that
+also needs every item's vector (a Q-network scoring the catalogue) computes it once.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ class ItemTable(nn.Module):
             if text_vectors.ndim != 2:
                 raise ValueError(f"text_vectors must be [N, D], got {tuple(text_vectors.shape)}")
             if n_items is not None and n_items != text_vectors.shape[0]:
-                raise ValueError(f"n_items={n_items} but text_vectors has {text_vectors.shape[0]} rows")  # fmt: skip
+                raise ValueError(
+                    f"n_items={n_items} but text_vectors has {text_vectors.shape[0]} rows"
+                )
             n_items = text_vectors.shape[0]
             self.register_buffer("text_vectors", text_vectors.detach().float().clone())
             self.text_projection = nn.Linear(text_vectors.shape[1], dim, bias=False)
@@ -73,13 +79,18 @@ class _HistoryEncoder(nn.Module):
         self.items, self.n_responses, self.dim = items, n_responses, items.dim
         self.response_projection = nn.Linear(n_responses, items.dim) if n_responses else None
 
-    def tokens(self, items, mask, responses) -> torch.Tensor:
+    def tokens(self, items, mask, responses, table=None) -> torch.Tensor:
         """Check shapes; one vector per step: item vector + projected responses. -> [B, H, D]"""
         if items.ndim != 2 or items.dtype != torch.long:
-            raise ValueError(f"items must be a [B, H] long tensor, got {items.dtype} {tuple(items.shape)}")  # fmt: skip
+            raise ValueError(
+                f"items must be a [B, H] long tensor, got {items.dtype} {tuple(items.shape)}"
+            )
         if mask.shape != items.shape or mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a [B, H] bool tensor like items, got {mask.dtype} {tuple(mask.shape)}")  # fmt: skip
-        x = self.items(items)
+            raise ValueError(
+                f"mask must be a [B, H] bool tensor like items, got {mask.dtype} "
+                f"{tuple(mask.shape)}"
+            )
+        x = self.items(items) if table is None else nn.functional.embedding(items, table)
         if self.response_projection is not None:
             expected = (*items.shape, self.n_responses)
             if responses is None or tuple(responses.shape) != expected:
@@ -92,8 +103,8 @@ class _HistoryEncoder(nn.Module):
 class MeanHistoryEncoder(_HistoryEncoder):
     """state = mean of the real steps' vectors (order ignored)."""
 
-    def forward(self, items, mask, responses=None) -> torch.Tensor:
-        x = self.tokens(items, mask, responses)
+    def forward(self, items, mask, responses=None, *, table=None) -> torch.Tensor:
+        x = self.tokens(items, mask, responses, table)
         weights = mask.unsqueeze(-1).to(x.dtype)
         return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
@@ -105,8 +116,8 @@ class GRUHistoryEncoder(_HistoryEncoder):
         super().__init__(items, n_responses)
         self.cell = nn.GRUCell(items.dim, items.dim)
 
-    def forward(self, items, mask, responses=None) -> torch.Tensor:
-        x = self.tokens(items, mask, responses)
+    def forward(self, items, mask, responses=None, *, table=None) -> torch.Tensor:
+        x = self.tokens(items, mask, responses, table)
         h = x.new_zeros(x.shape[0], self.dim)
         for t in range(x.shape[1]):
             h = torch.where(mask[:, t, None], self.cell(x[:, t], h), h)
@@ -132,15 +143,22 @@ class TransformerHistoryEncoder(_HistoryEncoder):
         self.position = nn.Embedding(max_len, items.dim)
         nn.init.normal_(self.position.weight, std=0.02)
         layer = nn.TransformerEncoderLayer(
-            items.dim, n_heads, dim_feedforward=2 * items.dim, dropout=0.0,
-            batch_first=True, norm_first=True,
-        )  # fmt: skip
+            items.dim,
+            n_heads,
+            dim_feedforward=2 * items.dim,
+            dropout=0.0,
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
 
-    def forward(self, items, mask, responses=None) -> torch.Tensor:
-        x = self.tokens(items, mask, responses)
+    def forward(self, items, mask, responses=None, *, table=None) -> torch.Tensor:
+        x = self.tokens(items, mask, responses, table)
         if x.shape[1] > self.position.num_embeddings:
-            raise ValueError(f"history length {x.shape[1]} > max_len={self.position.num_embeddings}")  # fmt: skip
+            raise ValueError(
+                f"history length {x.shape[1]} > max_len={self.position.num_embeddings}: "
+                "build the encoder with a larger max_len"
+            )
         x = x + self.position.weight[: x.shape[1]]
         empty = ~mask.any(dim=1)
         # An all-padding row would make attention divide by zero: let it see step 0, then zero it.

@@ -54,10 +54,15 @@ def fit_bpr(
     items out of it so training never sees them. ``l2`` penalises the batch's vectors.
     """
     if users.shape != items.shape or users.ndim != 1 or len(users) == 0:
-        raise ValueError(f"users and items must be equal-length 1-D tensors, got {tuple(users.shape)} and {tuple(items.shape)}")  # fmt: skip
+        raise ValueError(
+            "users and items must be equal-length 1-D tensors, "
+            f"got {tuple(users.shape)} and {tuple(items.shape)}"
+        )
     device = model.item_bias.device
     users, items = users.to(device), items.to(device)
-    pool = (negative_pool if negative_pool is not None else torch.arange(model.items.n_items)).to(device)  # fmt: skip
+    if negative_pool is None:
+        negative_pool = torch.arange(model.items.n_items)
+    pool = negative_pool.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
@@ -69,7 +74,9 @@ def fit_bpr(
             u, i = users[batch], items[batch]
             j = pool[torch.randint(len(pool), (len(batch),), generator=generator, device=device)]
             user_vec, pos_vec, neg_vec = model.users(u), model.items(i), model.items(j)
-            margin = (user_vec * (pos_vec - neg_vec)).sum(-1) + model.item_bias[i] - model.item_bias[j]  # fmt: skip
+            margin = (
+                (user_vec * (pos_vec - neg_vec)).sum(-1) + model.item_bias[i] - model.item_bias[j]
+            )
             penalty = user_vec.pow(2).sum() + pos_vec.pow(2).sum() + neg_vec.pow(2).sum()
             loss = -F.logsigmoid(margin).mean() + l2 * penalty / len(batch)
             if not torch.isfinite(loss):

@@ -96,14 +96,13 @@ class TextEncoder:
         cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
         device: torch.device | None = None,
     ):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig
 
         self.source, origin = resolve_model(model)
         self.device = device or get_device()
         self.batch_size, self.max_length = batch_size, max_length
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-            self.model = AutoModel.from_pretrained(self.source)
+        try:  # the config is small: an unusable model fails here, the weights load on first use
+            config = AutoConfig.from_pretrained(self.source)
         except OSError as err:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
             raise ModelNotFoundError(
@@ -112,10 +111,8 @@ class TextEncoder:
                 f" and could not be loaded ({type(err).__name__}). Pass a local model folder, "
                 "or leave the model unset to use the packaged all-MiniLM-L6-v2."
             ) from err
-        # Half precision on CUDA halves memory and time; CPUs are faster in float32.
-        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self.model = self.model.to(self.device, dtype=dtype).eval()
-        self.dim: int = self.model.config.hidden_size
+        self.dim: int = config.hidden_size
+        self._tokenizer = self._model = None  # loaded by the first text not in the cache
         self.model_calls = 0  # forward passes run, so tests can see cache hits
         self.cache_file = None
         if cache_dir is not None:
@@ -133,22 +130,34 @@ class TextEncoder:
         torch.save(cache, partial)
         partial.replace(self.cache_file)
 
+    def _load_model(self):
+        from transformers import AutoModel, AutoTokenizer
+
+        if self._model is None:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.source)
+            # Half precision on CUDA halves memory and time; CPUs are faster in float32.
+            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+            model = AutoModel.from_pretrained(self.source)
+            self._model = model.to(self.device, dtype=dtype).eval()
+        return self._tokenizer, self._model
+
     @torch.inference_mode()
     def _run_model(self, texts: list[str], progress: bool) -> torch.Tensor:
+        tokenizer, model = self._load_model()
         # Sort by length so each batch pads little; undo the order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.empty(len(texts), self.dim)
         batches = range(0, len(texts), self.batch_size)
         for start in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
             index = order[start : start + self.batch_size]
-            tokens = self.tokenizer(
+            tokens = tokenizer(
                 [texts[i] for i in index],
                 padding=True,
                 truncation=True,
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            token_vectors = self.model(**tokens).last_hidden_state
+            token_vectors = model(**tokens).last_hidden_state
             self.model_calls += 1
             pooled = mean_pool(token_vectors.float(), tokens["attention_mask"])
             out[index] = F.normalize(pooled, dim=-1).cpu()

@@ -2,7 +2,8 @@
 
 from recrl_lib.envs.genre_mdp import TabularMDP, TabularMDPEnv, genre_mdp, value_iteration
 from recrl_lib.envs.gym_env import RecommenderEnv, RecommenderVectorEnv
-from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator
+from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator, shown_items
+from recrl_lib.envs.vector import TorchVectorEnv
 from recrl_lib.envs.world import World, build_world, kmeans
 
 __all__ = [
@@ -11,10 +12,12 @@ __all__ = [
     "SimulatorConfig",
     "TabularMDP",
     "TabularMDPEnv",
+    "TorchVectorEnv",
     "UserSimulator",
     "World",
     "build_world",
     "genre_mdp",
     "kmeans",
+    "shown_items",
     "value_iteration",
 ]

@@ -4,9 +4,11 @@ State  s = (budget level b ∈ {0..B}, genre of the last click g ∈ {0..G}, G m
 Action a ∈ {0..G−1}: recommend a good item of genre a; a = G: recommend clickbait.
 
 Click probabilities come from the simulator's world for an average user: a genre's mean
-click probability over its most appealing (``top_fraction``) non-clickbait items, lower when it repeats the last clicked genre
-(satiation), and the same for the clickbait items. A good click refills one budget level (capped at B),
-clickbait drains one, a miss drains one; b = 0 is terminal. Reward = click.
+click probability over its most appealing (``top_fraction``) non-clickbait items, lower when
+it repeats the last clicked genre (satiation), and the same for the clickbait items. A good
+click refills one budget level (capped at B), clickbait drains one, a miss drains one; b = 0
+is terminal. Reward = click; for clickbait, whose click the next state does not reveal, the
+env pays the click probability (the expected reward, which leaves Q* unchanged).
 """
 
 from __future__ import annotations
@@ -47,15 +49,30 @@ class TabularMDP:
         return self.P.shape[1]
 
 
-def value_iteration(mdp: TabularMDP, *, tol: float = 1e-10, max_iter: int = 100_000):
-    """Q*(s, a) = R(s, a) + γ Σ_s' P(s'|s, a) max_a' Q*(s', a'), iterated to ``tol``.
+def bellman_backup(mdp: TabularMDP, q: np.ndarray, epsilon: float = 0.0) -> np.ndarray:
+    """One Bellman optimality backup: (T Q)(s, a) = R(s, a) + γ Σ_s' P(s'|s, a) max_a' Q(s', a').
 
-    Returns (Q* [S, A], V* [S], iterations).
+    q: [S, A] -> [S, A]. With ``epsilon`` > 0 the next action is ε-greedy instead of greedy:
+    max_a' Q becomes (1 − ε) max_a' Q + ε mean_a' Q (the target SARSA follows with a fixed ε).
     """
+    next_value = (1 - epsilon) * q.max(1) + epsilon * q.mean(1)
+    return mdp.R + mdp.gamma * mdp.P @ next_value
+
+
+def value_iteration(
+    mdp: TabularMDP, *, epsilon: float = 0.0, tol: float = 1e-10, max_iter: int = 100_000
+):
+    """Apply :func:`bellman_backup` from Q = 0 until no entry moves by ``tol``: Q* = T Q*.
+
+    With ``epsilon`` > 0 the fixed point is the value of the best ε-greedy policy: what SARSA
+    learns when it keeps exploring with that ε. Returns (Q [S, A], V [S], iterations), where
+    V is the greedy value max_a Q.
+    """
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
     q = np.zeros_like(mdp.R)
     for iteration in range(1, max_iter + 1):
-        v = q.max(1)
-        q_new = mdp.R + mdp.gamma * mdp.P @ v
+        q_new = bellman_backup(mdp, q, epsilon)
         if np.abs(q_new - q).max() < tol:
             return q_new, q_new.max(1), iteration
         q = q_new
@@ -96,7 +113,8 @@ def genre_mdp(
         # "a good item of the genre": the genre's most appealing top_fraction for the average user
         cutoff = base[members].quantile(1 - top_fraction)
         members &= base >= cutoff
-        # a repeat: the genre's satiation after one click, one decay step later
+        # a repeat: right after a click on the genre its satiation is 1, so an item with
+        # |g_i| genres, one of them this one, loses s / |g_i| logits (simulator.logits)
         penalty = config.satiation_weight / world.genres[members].sum(1).clamp(min=1)
         p_fresh.append(click_probability(base[members]))
         p_repeat.append(click_probability(base[members] - penalty))
@@ -125,10 +143,13 @@ def genre_mdp(
                 P[s, a, index[(b - 1, g)]] = 1.0
                 R_next[s, a, index[(b - 1, g)]] = p_bait
     return TabularMDP(
-        P=P, R_next=R_next, gamma=gamma, terminal=terminal,
+        P=P,
+        R_next=R_next,
+        gamma=gamma,
+        terminal=terminal,
         state_names=[f"b={b},last={'none' if g == G else genres[g]}" for b, g in states],
         action_names=[*genres, "clickbait"],
-    )  # fmt: skip
+    )
 
 
 class TabularMDPEnv(gym.Env):
@@ -140,28 +161,35 @@ class TabularMDPEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, mdp: TabularMDP, *, start_state: int | None = None, exploring_starts: bool = False):  # fmt: skip
+    def __init__(
+        self, mdp: TabularMDP, *, start_state: int | None = None, exploring_starts: bool = False
+    ):
         self.mdp = mdp
         self.observation_space = spaces.Discrete(mdp.n_states)
         self.action_space = spaces.Discrete(mdp.n_actions)
         self.start_state = mdp.n_states - 1 if start_state is None else start_state
         self.exploring_starts = exploring_starts
         self._cdf = np.cumsum(mdp.P, axis=-1)
+        self._live = np.flatnonzero(~mdp.terminal)
         self.state = self.start_state
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if self.exploring_starts:
-            self.state = int(self.np_random.choice(np.flatnonzero(~self.mdp.terminal)))
+            self.state = int(self._live[self.np_random.integers(len(self._live))])
         else:
             self.state = self.start_state
         return self.state, {}
 
     def step(self, action):
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be an int in 0..{self.mdp.n_actions - 1}, got {action!r}")  # fmt: skip
+        valid = isinstance(action, int | np.integer) and 0 <= action < self.mdp.n_actions
+        if not valid:
+            raise ValueError(
+                f"action must be an int in 0..{self.mdp.n_actions - 1}, got {action!r}"
+            )
         s = self.state
-        next_state = int(np.searchsorted(self._cdf[s, action], self.np_random.random(), side="right"))  # fmt: skip
+        u = self.np_random.random()
+        next_state = int(np.searchsorted(self._cdf[s, action], u, side="right"))
         next_state = min(next_state, self.mdp.n_states - 1)
         # The transition's expected reward: the click itself where the next state reveals it
         # (genre actions), the click probability where it does not (clickbait).

@@ -1,9 +1,14 @@
-"""Gymnasium wrappers around the batched simulator.
+"""Gymnasium wrappers around the batched simulator: the standard API at the boundary.
 
 - :class:`RecommenderEnv`: one user, the standard ``gymnasium.Env`` API (passes ``check_env``).
 - :class:`RecommenderVectorEnv`: ``num_envs`` users stepped in one call, with same-step
   auto-reset: when a session ends, ``infos["final_obs"]`` holds its last observation (rows
   flagged by ``infos["_final_obs"]``) and the returned observation is the next session's first.
+
+Both draw their randomness from Gymnasium's ``np_random``: ``reset(seed=s)`` repeats a run, and
+copies reset without a seed differ (each gets its own entropy, as Gymnasium's envs do).
+The training loops use :class:`recrl_lib.envs.vector.TorchVectorEnv` instead: same semantics,
+torch tensors, no NumPy round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from recrl_lib.envs.world import World
 
 
 def observation_space(world: World, config: SimulatorConfig) -> spaces.Dict:
-    H = config.history_len
+    H = config.observed_steps
     space = {
         "items": spaces.Box(0, world.n_items - 1, (H,), np.int64),
         "clicks": spaces.Box(0.0, 1.0, (H,), np.float32),
@@ -40,11 +45,16 @@ def action_space(world: World, config: SimulatorConfig) -> spaces.Space:
 
 
 def to_numpy(obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The simulator's observation in the dtypes of :func:`observation_space`."""
     out = {k: v.cpu().numpy() for k, v in obs.items()}
     out["mask"] = out["mask"].astype(np.int8)
-    out["clicks"], out["ratings"] = out["clicks"].astype(np.float32), out["ratings"].astype(np.float32)  # fmt: skip
-    out["step"] = np.minimum(out["step"], 1.0).astype(np.float32)
+    for key in ("clicks", "ratings", "step", "session"):
+        out[key] = out[key].astype(np.float32)
     return out
+
+
+def _sim_seed(np_random: np.random.Generator) -> int:
+    return int(np_random.integers(2**62))
 
 
 class RecommenderEnv(gym.Env):
@@ -57,13 +67,17 @@ class RecommenderEnv(gym.Env):
         self.sim = UserSimulator(world, self.config, batch_size=1, device=device)
         self.observation_space = observation_space(world, self.config)
         self.action_space = action_space(world, self.config)
+        self._seeded = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if seed is not None or not self._seeded:  # the simulator's stream comes from np_random
+            self.sim.generator.manual_seed(_sim_seed(self.np_random))
+            self._seeded = True
         users = None
         if options and "user" in options:
             users = torch.tensor([int(options["user"])])
-        obs = self.sim.reset(users=users, seed=seed)
+        obs = self.sim.reset(users=users)
         return {k: v[0] for k, v in to_numpy(obs).items()}, {}
 
     def step(self, action):
@@ -91,21 +105,27 @@ class RecommenderVectorEnv(VectorEnv):
         *,
         num_envs: int = 8,
         device=None,
-        seed: int = 0,
     ):
         self.config = config or SimulatorConfig()
         self.num_envs = num_envs
-        self.sim = UserSimulator(world, self.config, batch_size=num_envs, device=device, seed=seed)  # fmt: skip
+        self.sim = UserSimulator(world, self.config, batch_size=num_envs, device=device)
         self.single_observation_space = observation_space(world, self.config)
         self.single_action_space = action_space(world, self.config)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
+        self._seeded = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        return to_numpy(self.sim.reset(seed=seed)), {}
+        super().reset(seed=seed)
+        if seed is not None or not self._seeded:
+            self.sim.generator.manual_seed(_sim_seed(self.np_random))
+            self._seeded = True
+        return to_numpy(self.sim.reset()), {}
 
     def step(self, actions):
-        obs, reward, terminated, truncated, info = self.sim.step(torch.as_tensor(np.asarray(actions)))  # fmt: skip
+        obs, reward, terminated, truncated, info = self.sim.step(
+            torch.as_tensor(np.asarray(actions))
+        )
         done = terminated | truncated
         infos = {k: v.cpu().numpy() for k, v in info.items()}
         if done.any():

@@ -3,17 +3,25 @@
 Each step the recommender shows every user a slate of ``k`` items; the user clicks one of
 them or none (multinomial logit, no-click logit 0; with ``k = 1`` this is a logistic click):
 
-    logit(u, i) = a·affinity(u, i) + c·clickbait(i) − s·satiation(u)·genres(i)/|genres(i)| + bias
+    logit(u, i) = a·aff(u, i) + c·clickbait(i) − s·(satiation(u) · genres(i)) / |genres(i)| + β
 
-A click earns reward 1 and a rating; long-term dynamics make click-chasing lose to planning:
+A click earns reward 1 and a rating round(1 + 4·quality(u, i) + noise), clipped to 1..5, where
+
+    quality(u, i) = m·item_quality(i) + (1 − m)·sigmoid(aff(u, i)),   0 for clickbait.
+
+Long-term dynamics make click-chasing lose to planning:
 
 - **budget**: the session's patience. A click moves it by ``refill·2(quality − ½)`` — good
-  items refill it, clickbait (quality 0) drains it — and a miss costs ``miss_cost``. The
-  session ends when it reaches 0 (terminated) or after ``horizon`` steps (truncated).
-- **satiation** per genre rises with each consumed genre and decays by ``satiation_decay``.
-- **interest drift**: a click pulls the user's hidden vector toward the clicked item.
+  items refill it, clickbait (quality 0) drains it — and a miss costs ``miss_cost``.
+- **satiation** per genre: ``satiation ← decay·satiation + genres(clicked item)``.
+- **interest drift**: a click pulls the user's hidden vector p_u a fraction ``drift`` of the
+  way toward the clicked item's vector rescaled to the user's norm, q_i·‖p_u‖/‖q_i‖.
 
-The user's vector, satiation and budget stay hidden; the observation is the recent history.
+A session ends when the budget reaches 0 or after ``horizon`` steps. Both ends are part of the
+task (the step count is in the observation), so both are reported as ``terminated``;
+``truncated`` is left for limits imposed from outside, such as Gymnasium's ``TimeLimit``.
+
+The user's vector, satiation and budget stay hidden; the observation is the session's log.
 """
 
 from __future__ import annotations
@@ -30,30 +38,47 @@ from recrl_lib.envs.world import World
 class SimulatorConfig:
     """Simulator settings; the defaults are the course's default world."""
 
-    horizon: int = 50  # steps before a session is truncated
-    history_len: int = 10  # past steps the agent observes
+    horizon: int = 50  # steps in a session at most; the end of the task
+    history_len: int | None = None  # past steps observed; None = the whole session (horizon)
     slate_size: int = 1  # items shown per step (k)
     affinity_scale: float = 1.5  # logit per standard deviation of hidden affinity (a)
     clickbait_appeal: float = 1.0  # logit boost of clickbait items (c)
     satiation_weight: float = 1.0  # logit penalty per unit of genre satiation (s)
     satiation_decay: float = 0.7  # satiation kept from one step to the next
-    click_bias: float = -2.0  # baseline logit
+    click_bias: float = -2.0  # baseline logit (β)
     budget_init: float = 5.0  # patience at the start of a session
     refill: float = 1.0  # budget change on a click = refill · 2 · (quality − 0.5)
     miss_cost: float = 1.0  # budget lost on a step with no click
-    quality_mix: float = 0.5  # quality = mix · item quality + (1 − mix) · sigmoid(affinity)
+    quality_mix: float = 0.5  # m in quality = m · item quality + (1 − m) · sigmoid(affinity)
     drift: float = 0.05  # fraction of the way a click pulls the user toward the item
     rating_noise: float = 0.5  # std of the noise on the 1..5 rating
     observe_features: bool = False  # add demographics to the observation
 
     def __post_init__(self):
-        for name in ("horizon", "history_len", "slate_size"):
+        for name in ("horizon", "slate_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SimulatorConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.history_len is not None and self.history_len < 1:
+            raise ValueError(
+                f"SimulatorConfig.history_len must be >= 1 or None (the whole session), "
+                f"got {self.history_len}"
+            )
         if not 0.0 <= self.satiation_decay < 1.0:
             raise ValueError(f"satiation_decay must be in [0, 1), got {self.satiation_decay}")
         if self.budget_init <= 0:
             raise ValueError(f"budget_init must be > 0, got {self.budget_init}")
+
+    @property
+    def observed_steps(self) -> int:
+        """How many past steps the observation holds (H)."""
+        return self.history_len or self.horizon
+
+
+def shown_items(obs: dict[str, torch.Tensor], n_items: int) -> torch.Tensor:
+    """[B, N] bool: the items in the observed log (what the recommender already showed)."""
+    items, mask = obs["items"], obs["mask"]
+    shown = torch.zeros(items.shape[0], n_items, dtype=torch.bool, device=items.device)
+    return shown.scatter_(1, torch.where(mask, items, 0), mask)
 
 
 class UserSimulator:
@@ -73,22 +98,44 @@ class UserSimulator:
         self.world = world.to(self.device)
         self.batch_size = batch_size
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        B, H, dev = batch_size, self.config.history_len, self.device
+        B, H, dev = batch_size, self.config.observed_steps, self.device
+        # Hidden state: only oracles read it.
         self.user_ids = torch.full((B,), -1, dtype=torch.long, device=dev)  # -1: synthetic
         self.user_vectors = torch.zeros(B, world.user_vectors.shape[1], device=dev)
         self.features = torch.zeros(B, world.user_features.shape[1], device=dev)
         self.satiation = torch.zeros(B, world.genres.shape[1], device=dev)
         self.budget = torch.zeros(B, device=dev)
+        # What the recommender logs. History newest last; padding (mask False) on the left.
         self.t = torch.zeros(B, dtype=torch.long, device=dev)
-        self.shown = torch.zeros(B, world.n_items, dtype=torch.bool, device=dev)
-        # history, newest last; padding (mask False) on the left
         self.hist_items = torch.zeros(B, H, dtype=torch.long, device=dev)
         self.hist_clicks = torch.zeros(B, H, device=dev)
         self.hist_ratings = torch.zeros(B, H, device=dev)
         self.hist_mask = torch.zeros(B, H, dtype=torch.bool, device=dev)
-        # session totals a recommender logs: clicks, misses, sum of rating / 5
-        self.session = torch.zeros(B, 3, device=dev)
+        self.session = torch.zeros(B, 3, device=dev)  # clicks, misses, sum of rating / 5
         self._n_genres = world.genres.sum(1).clamp(min=1.0).to(dev)
+
+    # ------------------------------------------------------------------ state
+
+    _STATE = (
+        *("user_ids", "user_vectors", "features", "satiation", "budget"),  # hidden
+        *("t", "hist_items", "hist_clicks", "hist_ratings", "hist_mask", "session"),  # the log
+    )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything that evolves, hidden state and random generator included (a snapshot)."""
+        state = {name: getattr(self, name).clone() for name in self._STATE}
+        return state | {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a :meth:`state_dict` snapshot: the simulator continues exactly from there."""
+        for name in self._STATE:
+            if state[name].shape != getattr(self, name).shape:
+                raise ValueError(
+                    f"snapshot {name} has shape {tuple(state[name].shape)}, this simulator "
+                    f"{tuple(getattr(self, name).shape)}: was it saved with another batch size?"
+                )
+            setattr(self, name, state[name].to(self.device).clone())
+        self.generator.set_state(state["generator"])
 
     # ------------------------------------------------------------------ reset
 
@@ -107,17 +154,24 @@ class UserSimulator:
         """
         if seed is not None:
             self.generator.manual_seed(seed)
-        rows = torch.ones(self.batch_size, dtype=torch.bool, device=self.device) if rows is None else rows.to(self.device)  # fmt: skip
-        n = int(rows.sum())
+        if rows is None:
+            rows = torch.ones(self.batch_size, dtype=torch.bool, device=self.device)
+        rows = rows.to(self.device)
+        n, dim = int(rows.sum()), self.user_vectors.shape[1]
         if user_vectors is not None:
-            if user_vectors.shape != (n, self.user_vectors.shape[1]):
-                raise ValueError(f"user_vectors must be [{n}, {self.user_vectors.shape[1]}], got {tuple(user_vectors.shape)}")  # fmt: skip
+            if user_vectors.shape != (n, dim):
+                raise ValueError(
+                    f"user_vectors must be [{n}, {dim}] (one per reset row), "
+                    f"got {tuple(user_vectors.shape)}"
+                )
             self.user_ids[rows] = -1
             self.user_vectors[rows] = user_vectors.to(self.device, torch.float32)
             self.features[rows] = 0.0
         else:
             if users is None:
-                users = torch.randint(self.world.n_users, (n,), generator=self.generator, device=self.device)  # fmt: skip
+                users = torch.randint(
+                    self.world.n_users, (n,), generator=self.generator, device=self.device
+                )
             users = users.to(self.device)
             if users.shape != (n,) or users.min() < 0 or users.max() >= self.world.n_users:
                 raise ValueError(f"users must be {n} ids in 0..{self.world.n_users - 1}")
@@ -127,47 +181,56 @@ class UserSimulator:
         self.satiation[rows] = 0.0
         self.budget[rows] = self.config.budget_init
         self.t[rows] = 0
-        self.shown[rows] = False
-        for state in (self.hist_items, self.hist_clicks, self.hist_ratings, self.hist_mask, self.session):  # fmt: skip
-            state[rows] = 0
+        for log in (self.hist_items, self.hist_clicks, self.hist_ratings, self.hist_mask):
+            log[rows] = 0
+        self.session[rows] = 0.0
         return self.observe()
 
     # ------------------------------------------------------------------ dynamics
 
-    def logits(self, items: torch.Tensor) -> torch.Tensor:
-        """Click logits of items [B, K] for each row's current hidden state -> [B, K]."""
-        c, w = self.config, self.world
-        satiated = (self.satiation[:, None, :] * w.genres[items]).sum(-1) / self._n_genres[items]
+    def _logits(self, affinity, clickbait, satiated) -> torch.Tensor:
+        """The choice model's logit (module docstring), for any matching shapes."""
+        c = self.config
         return (
-            c.affinity_scale * w.affinity(self.user_vectors, items)
-            + c.clickbait_appeal * w.clickbait[items].float()
+            c.affinity_scale * affinity
+            + c.clickbait_appeal * clickbait.float()
             - c.satiation_weight * satiated
             + c.click_bias
         )
 
+    def _quality(self, affinity, item_quality, clickbait) -> torch.Tensor:
+        """How satisfying an item is to a user, in [0, 1]; clickbait is worth 0."""
+        m = self.config.quality_mix
+        quality = m * item_quality + (1 - m) * torch.sigmoid(affinity)
+        return torch.where(clickbait, torch.zeros_like(quality), quality)
+
+    def logits(self, items: torch.Tensor) -> torch.Tensor:
+        """Click logits of items [B, K] for each row's current hidden state -> [B, K]."""
+        w = self.world
+        genres = w.genres[items]  # [B, K, G]
+        satiated = (self.satiation[:, None, :] * genres).sum(-1) / self._n_genres[items]
+        return self._logits(w.affinity(self.user_vectors, items), w.clickbait[items], satiated)
+
     def quality(self, items: torch.Tensor) -> torch.Tensor:
-        """How satisfying items [B, K] are to each row's user, in [0, 1]; clickbait is 0."""
-        c, w = self.config, self.world
-        q = c.quality_mix * w.item_quality[items] + (1 - c.quality_mix) * torch.sigmoid(
-            w.affinity(self.user_vectors, items)
-        )
-        return torch.where(w.clickbait[items], torch.zeros_like(q), q)
+        """quality(u, i) of items [B, K] for each row's user -> [B, K] in [0, 1]."""
+        w = self.world
+        affinity = w.affinity(self.user_vectors, items)
+        return self._quality(affinity, w.item_quality[items], w.clickbait[items])
 
     def _logits_and_quality_all(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, N] logits and qualities of every item, as matrix products (no [B, N, G] gather)."""
-        c, w = self.config, self.world
+        w = self.world
         affinity = w.affinity_all(self.user_vectors)
         satiated = (self.satiation @ w.genres.T) / self._n_genres
-        logits = c.affinity_scale * affinity + c.clickbait_appeal * w.clickbait.float() - c.satiation_weight * satiated + c.click_bias  # fmt: skip
-        quality = c.quality_mix * w.item_quality + (1 - c.quality_mix) * torch.sigmoid(affinity)
-        return logits, torch.where(w.clickbait, torch.zeros_like(quality), quality)
+        logits = self._logits(affinity, w.clickbait, satiated)
+        return logits, self._quality(affinity, w.item_quality, w.clickbait)
 
     def click_probabilities(self) -> torch.Tensor:
         """[B, N]: each item's click probability if shown alone now (hidden state: oracles only)."""
         return torch.sigmoid(self._logits_and_quality_all()[0])
 
     def expected_budget_change(self) -> torch.Tensor:
-        """[B, N]: E[budget change] if each item were shown alone now (hidden state: oracles only)."""
+        """[B, N]: E[budget change] if each item were shown alone now (hidden: oracles only)."""
         c = self.config
         logits, quality = self._logits_and_quality_all()
         p = torch.sigmoid(logits)
@@ -182,9 +245,13 @@ class UserSimulator:
         if k == 1 and actions.shape == (B, 1):
             actions = actions[:, 0]
         if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape {expected} (batch {B}, slate size {k}), got {tuple(actions.shape)}")  # fmt: skip
-        if actions.min() < 0 or actions.max() >= N:
-            raise ValueError(f"actions must be item ids in 0..{N - 1}, got values in {actions.min().item()}..{actions.max().item()}")  # fmt: skip
+            raise ValueError(
+                f"actions must have shape {expected} (batch {B}, slate size {k}), "
+                f"got {tuple(actions.shape)}"
+            )
+        low, high = actions.min().item(), actions.max().item()
+        if low < 0 or high >= N:
+            raise ValueError(f"actions must be item ids in 0..{N - 1}, got values in {low}..{high}")
         slate = actions.long().view(B, k)
         if k > 1 and (slate.sort(1).values.diff(dim=1) == 0).any():
             raise ValueError("a slate must not show the same item twice")
@@ -194,54 +261,59 @@ class UserSimulator:
         """Show slates ``actions`` ([B] item ids, or [B, k] for slates) to every user.
 
         Returns (observation, reward [B], terminated [B], truncated [B], info). ``info`` has
-        ``clicked_item`` [B] (-1 for none), ``rating`` [B] (0 for none) and ``budget`` [B].
+        ``clicked_item`` [B] (-1 for none) and ``rating`` [B] (0 for none): what the
+        recommender logs. ``truncated`` is always False here (see the module docstring).
         Rows that already ended keep stepping; reset them (``reset(rows=done)``) first.
         """
         slate = self._check_actions(actions)  # [B, k]
-        c, w, B = self.config, self.world, self.batch_size
-        rows = torch.arange(B, device=self.device)
+        c, w, B, dev = self.config, self.world, self.batch_size, self.device
+        rows = torch.arange(B, device=dev)
 
         # Choice: multinomial logit over [no click, item_1 .. item_k], sampled by inverse CDF.
-        logits = torch.cat([torch.zeros(B, 1, device=self.device), self.logits(slate)], dim=1)
+        logits = torch.cat([torch.zeros(B, 1, device=dev), self.logits(slate)], dim=1)
         cdf = torch.softmax(logits, dim=1).cumsum(1)
-        u = torch.rand(B, 1, generator=self.generator, device=self.device)
+        u = torch.rand(B, 1, generator=self.generator, device=dev)
         choice = (cdf < u).sum(1).clamp(max=slate.shape[1])  # 0 = no click
         clicked = choice > 0
         item = slate[rows, (choice - 1).clamp(min=0)]  # the clicked item, or the first shown
 
         quality = self.quality(item[:, None])[:, 0]
-        noise = c.rating_noise * torch.randn(B, generator=self.generator, device=self.device)
-        rating = torch.where(clicked, (1 + 4 * quality + noise).round().clamp(1, 5), torch.zeros_like(quality))  # fmt: skip
+        noise = c.rating_noise * torch.randn(B, generator=self.generator, device=dev)
+        stars = (1 + 4 * quality + noise).round().clamp(1, 5)
+        rating = torch.where(clicked, stars, torch.zeros_like(stars))
 
-        # Long-term dynamics.
-        self.budget += torch.where(clicked, c.refill * 2 * (quality - 0.5), torch.full_like(quality, -c.miss_cost))  # fmt: skip
+        # Long-term dynamics (hidden).
+        change = torch.where(clicked, c.refill * 2 * (quality - 0.5), -c.miss_cost)
+        self.budget += change
         self.satiation = c.satiation_decay * self.satiation + clicked[:, None] * w.genres[item]
-        target = w.item_vectors[item] * (self.user_vectors.norm(dim=1, keepdim=True) / w.item_vectors[item].norm(dim=1, keepdim=True).clamp(min=1e-6))  # fmt: skip
-        self.user_vectors = torch.where(clicked[:, None], self.user_vectors + c.drift * (target - self.user_vectors), self.user_vectors)  # fmt: skip
-        self.shown[rows[:, None], slate] = True
+        item_vectors = w.item_vectors[item]
+        scale = self.user_vectors.norm(dim=1, keepdim=True)
+        target = item_vectors * scale / item_vectors.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        drifted = self.user_vectors + c.drift * (target - self.user_vectors)
+        self.user_vectors = torch.where(clicked[:, None], drifted, self.user_vectors)
+
+        # The log: shift left, append the step.
         self.t += 1
         self.session += torch.stack([clicked.float(), (~clicked).float(), rating / 5], dim=1)
-
-        # History: shift left, append the step.
         self.hist_items = torch.cat([self.hist_items[:, 1:], item[:, None]], 1)
         self.hist_clicks = torch.cat([self.hist_clicks[:, 1:], clicked[:, None].float()], 1)
         self.hist_ratings = torch.cat([self.hist_ratings[:, 1:], rating[:, None] / 5], 1)
-        self.hist_mask = torch.cat([self.hist_mask[:, 1:], torch.ones(B, 1, dtype=torch.bool, device=self.device)], 1)  # fmt: skip
+        self.hist_mask = torch.cat([self.hist_mask[:, 1:], torch.ones_like(clicked[:, None])], 1)
 
         reward = clicked.float()
-        terminated = self.budget <= 0
-        truncated = (self.t >= c.horizon) & ~terminated
-        info = {"clicked_item": torch.where(clicked, item, -1), "rating": rating, "budget": self.budget.clone()}  # fmt: skip
+        terminated = (self.budget <= 0) | (self.t >= c.horizon)
+        truncated = torch.zeros_like(terminated)
+        info = {"clicked_item": torch.where(clicked, item, -1), "rating": rating}
         return self.observe(), reward, terminated, truncated, info
 
     def observe(self) -> dict[str, torch.Tensor]:
-        """What the agent sees: the last ``history_len`` steps and the session's progress.
+        """What the agent sees: the session's log and its progress.
 
         items [B, H] long, clicks [B, H], ratings [B, H] (rating / 5, 0 = no click),
-        mask [B, H] bool (True = a real step), step [B, 1] (t / horizon), session [B, 3] (the
-        session's clicks, misses and sum of rating / 5 so far, each / horizon: what a
-        recommender logs, and enough to estimate the hidden budget), and with
-        ``observe_features`` the demographics features [B, F].
+        mask [B, H] bool (True = a real step), with H = ``config.observed_steps`` (the whole
+        session by default); step [B, 1] (t / horizon); session [B, 3] (the session's clicks,
+        misses and sum of rating / 5 so far, each / horizon: enough to estimate the hidden
+        budget); and with ``observe_features`` the demographics features [B, F].
         """
         obs = {
             "items": self.hist_items.clone(),

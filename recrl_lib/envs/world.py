@@ -1,14 +1,17 @@
 """The simulated world, built from MovieLens: hidden user and item vectors, quality, clickbait.
 
-Everything here is *hidden* from agents: they see only what the simulator's observation shows.
+The world is "reality": it is fitted to *all* the ratings, with its own model and seed, and
+everything in it is *hidden* from agents, which see only the simulator's observation. A
+recommender is an outsider: it knows only what it computes from the training split.
 
 - ``user_vectors [U, D]``, ``item_vectors [N, D]``, ``item_bias [N]``: a BPR matrix
-  factorisation fitted to the training positives; ``affinity(u, i) = p_u · q_i + b_i``,
+  factorisation fitted to the positives; ``affinity(u, i) = p_u · q_i + b_i``,
   standardised over all pairs so that config scales read in standard deviations.
-- ``item_quality [N]`` in [0, 1]: the item's shrunk mean training rating, (mean - 1) / 4.
+- ``item_quality [N]`` in [0, 1]: the item's shrunk mean rating, (mean - 1) / 4.
 - ``clickbait [N]`` bool: the lowest-quality items among the more-watched half (widely
   watched, poorly rated); the simulator boosts their appeal and makes them worthless.
-- ``genres [N, G]`` multi-hot, ``user_features [U, F]`` demographics, ``cohorts [U]``.
+- ``genres [N, G]`` multi-hot, ``user_features [U, F]`` demographics, ``cohorts [U]``,
+  ``popularity [N]`` ratings per item.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+import pandas as pd
 import torch
 
 from recrl_lib.datasets import MovieLens100K
@@ -63,11 +67,13 @@ class World:
         return (raw - self.affinity_mean) / self.affinity_std
 
     def sample_users(self, cohort: int, n: int, generator: torch.Generator) -> torch.Tensor:
-        """New synthetic users [n, D] from a cohort: its mean plus Gaussian noise of its per-dimension spread."""
+        """New synthetic users [n, D] from a cohort: its mean plus Gaussian noise of its
+        per-dimension spread."""
         if not 0 <= cohort < self.n_cohorts:
             raise ValueError(f"cohort must be in 0..{self.n_cohorts - 1}, got {cohort}")
         members = self.user_vectors[self.cohorts == cohort]
-        mean, std = members.mean(0), members.std(0) if len(members) > 1 else members.new_zeros(members.shape[1])  # fmt: skip
+        mean = members.mean(0)
+        std = members.std(0) if len(members) > 1 else members.new_zeros(members.shape[1])
         noise = torch.randn(n, members.shape[1], generator=generator, device=generator.device)
         return mean + noise.to(mean) * std
 
@@ -83,12 +89,16 @@ class World:
         users = torch.randn(n_users, dim, generator=g)
         popularity = torch.rand(n_items, generator=g)
         world = World(
-            user_vectors=users, item_vectors=torch.randn(n_items, dim, generator=g) / dim**0.5,
-            item_bias=torch.zeros(n_items), item_quality=quality,
-            clickbait=clickbait_items(quality, popularity, 0.1), genres=genres,
-            user_features=torch.zeros(n_users, 1), cohorts=kmeans(users, 3, seed=seed),
+            user_vectors=users,
+            item_vectors=torch.randn(n_items, dim, generator=g) / dim**0.5,
+            item_bias=torch.zeros(n_items),
+            item_quality=quality,
+            clickbait=clickbait_items(quality, popularity, 0.1),
+            genres=genres,
+            user_features=torch.zeros(n_users, 1),
+            cohorts=kmeans(users, 3, seed=seed),
             popularity=popularity,
-        )  # fmt: skip
+        )
         return _standardise(world)
 
 
@@ -108,7 +118,9 @@ def kmeans(x: torch.Tensor, k: int, *, iterations: int = 50, seed: int = 0) -> t
         centres = torch.cat([centres, x[torch.multinomial(d2 / d2.sum(), 1, generator=g)]])
     for _ in range(iterations):
         labels = torch.cdist(x, centres).argmin(1)
-        new = torch.stack([x[labels == c].mean(0) if (labels == c).any() else centres[c] for c in range(k)])  # fmt: skip
+        new = torch.stack(
+            [x[labels == c].mean(0) if (labels == c).any() else centres[c] for c in range(k)]
+        )
         if torch.allclose(new, centres):
             break
         centres = new
@@ -138,6 +150,7 @@ def user_features(data: MovieLens100K) -> torch.Tensor:
 def build_world(
     data: MovieLens100K,
     *,
+    ratings: pd.DataFrame | None = None,
     dim: int = 16,
     epochs: int = 30,
     clickbait_fraction: float = 0.1,
@@ -145,17 +158,24 @@ def build_world(
     seed: int = 0,
     progress: bool = True,
 ) -> World:
-    """Fit the hidden world to MovieLens's training split (see the module docstring)."""
-    torch.manual_seed(seed)
-    positives = data.train[data.train["positive"]]
+    """Fit the hidden world to ``ratings`` (default: all of MovieLens; see the module docstring).
+
+    Pass ``ratings=data.train`` to validate the model on the held-out split. The global random
+    state is left as it was: the fit draws from its own generators seeded with ``seed``.
+    """
+    ratings = data.ratings if ratings is None else ratings
+    positives = ratings[ratings["positive"]]
     users = torch.tensor(positives["user"].to_numpy())
     items = torch.tensor(positives["item"].to_numpy())
-    mf = MatrixFactorization(data.n_users, ItemTable(data.n_items, dim=dim, id_init_std=0.1))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the factorisation's initial vectors
+        table = ItemTable(data.n_items, dim=dim, id_init_std=0.1)
+        mf = MatrixFactorization(data.n_users, table)
     fit_bpr(mf, users, items, epochs=epochs, lr=0.01, l2=1e-4, seed=seed, progress=progress)
-    # Item quality: mean training rating shrunk toward the global mean with 10 pseudo-ratings.
-    stats = data.train.groupby("item")["rating"].agg(["sum", "count"])
+    # Item quality: mean rating shrunk toward the global mean with 10 pseudo-ratings.
+    stats = ratings.groupby("item")["rating"].agg(["sum", "count"])
     stats = stats.reindex(range(data.n_items), fill_value=0)
-    prior, weight = data.train["rating"].mean(), 10.0
+    prior, weight = ratings["rating"].mean(), 10.0
     mean_rating = (stats["sum"] + prior * weight) / (stats["count"] + weight)
     quality = torch.tensor(((mean_rating - 1.0) / 4.0).to_numpy(), dtype=torch.float32)
     user_vectors = mf.users.weight.detach().clone()

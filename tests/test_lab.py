@@ -1,0 +1,159 @@
+"""`make lab` as a learner meets it: the server answers, and in a real browser lesson 01's
+neighbour explorer renders and reacts to its slider.
+
+The browser part drives JupyterLab in headless Chromium with Playwright (Debian's ``chromium``
+and the ``playwright`` package, which ``make test`` installs where it can). Where either is
+missing it is skipped with the reason; a screenshot lands in ``build/browser/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "recrl-test"
+LESSON = ROOT / "notebooks" / "01_encoding.ipynb"
+SCREENSHOTS = ROOT / "build" / "browser"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _lab_settings(folder: Path) -> Path:
+    """User settings for this session only: no autosave (the test must never write the
+    committed notebook) and no news pop-up over the page."""
+    plugins = {
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+    }
+    for name, settings in plugins.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """``make lab`` on a free port; yields its base URL and stops it afterwards."""
+    tmp = tmp_path_factory.mktemp("lab")
+    port = _free_port()
+    flags = f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={TOKEN}"
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(_lab_settings(tmp / "settings")),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+    }
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "lab", f"LAB_FLAGS={flags}", f"PYTHON={sys.executable}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, status = time.monotonic() + 120, None
+        while time.monotonic() < deadline and status is None:
+            time.sleep(1)
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2) as r:
+                    status = json.loads(r.read())
+            except OSError:
+                continue
+        assert status is not None, "JupyterLab did not answer on /api/status within 120 s"
+        yield url, status
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_make_lab_serves_the_lessons_and_the_exercises(lab):
+    url, status = lab
+    assert "started" in status
+    with urllib.request.urlopen(f"{url}/api/contents?token={TOKEN}", timeout=10) as r:
+        top = {item["name"] for item in json.loads(r.read())["content"]}
+    assert {"notebooks", "exercises"} <= top  # a learner can open both from the file browser
+
+
+def _browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (make test installs it)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed: `make test` installs it as root with apt")
+    return sync_playwright, chromium
+
+
+def test_a_learner_runs_lesson_01_and_moves_the_explorer_slider(lab):
+    sync_playwright, chromium = _browser()
+    url, _ = lab
+    committed = hashlib.sha256(LESSON.read_bytes()).hexdigest()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    args += ["--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{url}/lab/tree/notebooks/{LESSON.name}?token={TOKEN}")
+            page.get_by_text("Kernel status: Idle").first.wait_for(state="attached", timeout=90_000)
+            # Run the cells one by one, as a learner would, up to and including the explorer.
+            page.locator(".jp-Notebook .jp-Cell").first.click()
+            page.keyboard.press("Escape")
+            for _ in range(60):
+                source = page.locator(".jp-Notebook .jp-Cell.jp-mod-active").inner_text()
+                page.keyboard.press("Shift+Enter")
+                # wait for the cell to finish, as a learner watches [*] turn into a number
+                page.wait_for_function(
+                    "!Array.from(document.querySelectorAll('.jp-InputPrompt'))"
+                    ".some((p) => p.textContent.includes('*'))",
+                    timeout=180_000,
+                )
+                if "neighbour_explorer(" in source:
+                    break
+            else:
+                pytest.fail("lesson 01 has no neighbour_explorer cell within its first 60 cells")
+            errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
+            assert errors.count() == 0, errors.first.inner_text()
+            table = page.locator(".jp-OutputArea .widget-html-content").first
+            page.wait_for_function(
+                "document.querySelector('.jp-OutputArea .widget-html-content tr') !== null",
+                timeout=180_000,
+            )
+            before = table.inner_html()
+            page.locator(".widget-slider .noUi-handle").first.click()
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "(n) => document.querySelector('.jp-OutputArea .widget-html-content')"
+                ".querySelectorAll('tr').length > n",
+                arg=before.count("<tr>"),
+                timeout=30_000,
+            )
+            after = table.inner_html()
+        finally:
+            page.screenshot(path=str(SCREENSHOTS / "lesson01_explorer.png"))
+            browser.close()
+    assert after.count("<tr>") > before.count("<tr>") > 1  # more neighbours for a larger k
+    assert hashlib.sha256(LESSON.read_bytes()).hexdigest() == committed  # nothing was saved

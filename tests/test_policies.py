@@ -1,0 +1,132 @@
+"""One policy protocol for every policy, and the information boundary: only oracles may read
+the simulator's hidden state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recrl_lib.agents import (
+    DQN,
+    DQNConfig,
+    Policy,
+    RecQNetwork,
+    greedy_oracle,
+    most_popular,
+    oracle_planner,
+    population_planner,
+    random_policy,
+)
+from recrl_lib.encoders import CatalogueStats, ItemTable
+from recrl_lib.envs import SimulatorConfig, UserSimulator, World
+
+N_ITEMS = 40
+
+
+@pytest.fixture
+def world():
+    return World.random(n_users=30, n_items=N_ITEMS, seed=1)
+
+
+@pytest.fixture
+def stats(world):
+    g = torch.Generator().manual_seed(5)
+    count = torch.randint(1, 100, (N_ITEMS,), generator=g).float()
+    mean_rating = 1 + 4 * torch.rand(N_ITEMS, generator=g)
+    return CatalogueStats(count=count, mean_rating=mean_rating, genres=world.genres)
+
+
+def dqn_policy() -> Policy:
+    torch.manual_seed(0)
+    network = RecQNetwork(ItemTable(N_ITEMS, dim=8, text_vectors=torch.randn(N_ITEMS, 6)))
+    return DQN(network, DQNConfig(), device="cpu").policy()
+
+
+def non_oracles(stats) -> dict[str, callable]:
+    """Every non-oracle policy of the course, made fresh (random draws repeat per seed)."""
+    return {
+        "random": lambda: random_policy(N_ITEMS, seed=3),
+        "most popular": lambda: most_popular(stats),
+        "population planner": lambda: population_planner(stats),
+        "DQN": dqn_policy,
+    }
+
+
+def played_sim(world, steps=4):
+    sim = UserSimulator(world, SimulatorConfig(horizon=20), batch_size=16, device="cpu")
+    obs = sim.reset(seed=0)
+    for t in range(steps):
+        obs, *_ = sim.step(torch.arange(16) % N_ITEMS + t)
+    return sim, obs
+
+
+def perturb_hidden_state(sim: UserSimulator) -> None:
+    g = torch.Generator().manual_seed(9)
+    sim.user_vectors = torch.randn(sim.user_vectors.shape, generator=g)
+    sim.satiation = 3 * torch.rand(sim.satiation.shape, generator=g)
+    sim.budget = 10 * torch.rand(sim.budget.shape, generator=g)
+    world = sim.world
+    world.item_quality = torch.rand(world.item_quality.shape, generator=g)
+    world.item_vectors = torch.randn(world.item_vectors.shape, generator=g)
+    world.clickbait = world.clickbait[torch.randperm(N_ITEMS, generator=g)]
+
+
+def test_no_non_oracle_action_depends_on_the_hidden_state(world, stats):
+    sim, obs = played_sim(world)
+    before = {name: make()(obs) for name, make in non_oracles(stats).items()}
+    oracles_before = {"greedy": greedy_oracle(sim)(obs), "planner": oracle_planner(sim)(obs)}
+    perturb_hidden_state(sim)
+    assert torch.equal(sim.observe()["items"], obs["items"])  # what the agent sees: unchanged
+    for name, make in non_oracles(stats).items():
+        policy = make()
+        assert not policy.oracle
+        assert torch.equal(policy(sim.observe()), before[name]), name
+    # ... while the oracles, which read it on purpose, do change (the perturbation matters)
+    assert not torch.equal(greedy_oracle(sim)(obs), oracles_before["greedy"])
+    assert not torch.equal(oracle_planner(sim)(obs), oracles_before["planner"])
+    assert greedy_oracle(sim).oracle and oracle_planner(sim).oracle
+
+
+def test_every_policy_avoids_the_session_log_and_ranks_valid_items(world, stats):
+    sim, obs = played_sim(world)
+    factories = non_oracles(stats)
+    factories |= {"greedy": lambda: greedy_oracle(sim), "planner": lambda: oracle_planner(sim)}
+    logged = torch.zeros(16, N_ITEMS, dtype=torch.bool)
+    logged[torch.arange(16)[:, None], obs["items"][:, -4:]] = True
+    for name, make in factories.items():
+        actions = make()(obs)
+        assert actions.shape == (16,) and actions.dtype == torch.long, name
+        assert not logged[torch.arange(16), actions].any(), name
+        top = make().rank(obs, 5)  # a fresh copy: the random policy draws the same scores
+        assert top.shape == (16, 5) and torch.equal(top[:, 0], actions), name
+        assert not logged.gather(1, top).any(), name
+        assert (top.sort(1).values.diff(1) > 0).all(), name  # five distinct items
+
+
+def test_most_popular_and_population_planner_follow_their_rules(world, stats):
+    sim, obs = played_sim(world, steps=1)
+    unshown_count = stats.count.masked_fill(obs["items"][:, -1:] == torch.arange(N_ITEMS), -1)
+    assert torch.equal(most_popular(stats)(obs), unshown_count.argmax(1))
+    chosen = population_planner(stats, min_rating=3.0, recent_steps=1)(obs)
+    # the most popular unshown item rated >= 3 whose genres avoid the last item's, if any
+    good = (stats.mean_rating >= 3.0) & (obs["items"][:, -1:] != torch.arange(N_ITEMS))
+    fresh = (world.genres @ world.genres[obs["items"][:, -1]].T).T == 0  # [B, N]
+    preferred = torch.where((good & fresh).any(1, keepdim=True), good & fresh, good)
+    expected = stats.count.masked_fill(~preferred, -1).argmax(1)
+    assert torch.equal(chosen, expected)
+
+
+def test_allowed_restricts_and_bad_masks_are_clear_errors(world):
+    sim, obs = played_sim(world, steps=0)
+    allowed = torch.arange(N_ITEMS) % 4 == 0
+    assert allowed[random_policy(N_ITEMS, allowed=allowed)(obs)].all()
+    with pytest.raises(ValueError, match="bool tensor"):
+        random_policy(N_ITEMS, allowed=torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one item"):
+        random_policy(N_ITEMS, allowed=torch.zeros(N_ITEMS, dtype=torch.bool))
+
+
+def test_random_policy_repeats_with_its_seed(world):
+    _, obs = played_sim(world)
+    assert torch.equal(random_policy(N_ITEMS, seed=1)(obs), random_policy(N_ITEMS, seed=1)(obs))
+    assert not torch.equal(random_policy(N_ITEMS, seed=1)(obs), random_policy(N_ITEMS, seed=2)(obs))
