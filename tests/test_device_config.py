@@ -68,3 +68,12 @@ def test_quick_flag_is_read_from_the_environment():
 
 def test_budget_matches_mode():
     assert budget("q", "f") == ("q" if config.QUICK else "f")
+
+
+def test_the_cache_folder_follows_recrl_cache_dir(monkeypatch, tmp_path):
+    from recrl_lib.config import cache_dir
+
+    monkeypatch.setenv("RECRL_CACHE_DIR", str(tmp_path))
+    assert cache_dir("worlds") == tmp_path / "worlds"
+    monkeypatch.delenv("RECRL_CACHE_DIR")
+    assert cache_dir("worlds").parts[-2:] == (".cache", "worlds")

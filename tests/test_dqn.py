@@ -139,15 +139,29 @@ def test_two_train_calls_equal_one_and_never_stitch_sessions():
         assert torch.where(storage["done"][t - 1], fresh, continues).all(), t
 
 
-def test_a_new_env_starts_new_sessions_and_cuts_the_seam():
+@pytest.mark.parametrize("between", ["another env", "the env stepped elsewhere"])
+def test_a_broken_chain_starts_new_sessions_and_cuts_the_seam(between):
     agent, env = tiny_world_agent()
     agent.train(env, 80, progress=False)
     last = (agent.buffer.pos - 1) % agent.buffer.T
     assert not agent.buffer.storage["done"][last].all()
-    _, other = tiny_world_agent()
-    agent.train(other, 16, progress=False)
+    if between == "another env":
+        _, env = tiny_world_agent()
+    else:
+        env.step(agent.act(env.reset(seed=5)))  # e.g. a quick look at the policy
+    agent.train(env, 16, progress=False)
     assert agent.buffer.storage["done"][last].all()  # cut, not terminated:
     assert not agent.buffer.storage["terminated"][last].all()  # it bootstraps
+    first = agent.buffer.storage["obs/step"][(last + 1) % agent.buffer.T]
+    assert (first == 0).all()  # ... and the next stored step starts a fresh session
+
+
+def test_an_env_of_another_size_is_a_clear_error():
+    agent, env = tiny_world_agent(batch_size=8)
+    agent.train(env, 16, progress=False)
+    _, wider = tiny_world_agent(batch_size=4)
+    with pytest.raises(ValueError, match="holds 8 envs per step"):
+        agent.train(wider, 16, progress=False)
 
 
 def test_the_horizon_is_terminal_so_the_last_step_is_worth_its_reward():
@@ -172,9 +186,10 @@ def test_the_horizon_is_terminal_so_the_last_step_is_worth_its_reward():
 def test_actions_avoid_the_session_log_and_checkpoints_resume_exactly(tmp_path):
     agent, env = tiny_world_agent(seed=4)
     agent.train(env, 400, log_every=100, progress=False)
-    obs = env.reset(seed=1)
+    _, look = tiny_world_agent()  # a separate env to look at the policy
+    obs = look.reset(seed=1)
     for _ in range(3):
-        obs, *_ = env.step(agent.act(obs, epsilon=0.5))
+        obs, *_ = look.step(agent.act(obs, epsilon=0.5))
     chosen = agent.act(obs)
     assert not (obs["items"] == chosen[:, None])[obs["mask"]].any()
 

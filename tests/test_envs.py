@@ -81,6 +81,18 @@ def test_the_default_observation_is_the_whole_session_log(world):
     assert shown.sum(1).tolist() == [7, 7] and shown[1, 10:17].all()
 
 
+def test_shown_items_marks_every_logged_item_whatever_the_padding():
+    items = torch.tensor([[0, 3, 0, 0], [0, 0, 2, 0], [7, 0, 0, 0]])
+    left = torch.tensor([[False, False, True, True], [False, True, True, True], [False] * 4])
+    right = left.flip(1)  # pad_histories pads on the right
+    shown = shown_items({"items": items, "mask": left}, 8)
+    assert shown[0].nonzero().flatten().tolist() == [0]  # item 0 shown twice, padding ignored
+    assert shown[1].nonzero().flatten().tolist() == [0, 2]
+    assert not shown[2].any()
+    flipped = shown_items({"items": items.flip(1), "mask": right}, 8)
+    assert torch.equal(flipped, shown)
+
+
 def test_invalid_actions_and_configs_are_clear_errors(world):
     sim = make_sim(world, batch_size=3)
     sim.reset()
@@ -273,8 +285,8 @@ def test_unseeded_copies_differ_and_a_seeded_reset_repeats(world):
     vec = gym.vector.SyncVectorEnv([lambda: RecommenderEnv(world, config)] * 8)
     vec.reset()
     _, _, _, _, infos = vec.step(np.arange(8))
-    ratings = [vec.envs[i].sim.user_ids.item() for i in range(8)]
-    assert len(set(ratings)) > 1
+    users = [vec.envs[i].sim.user_ids.item() for i in range(8)]
+    assert len(set(users)) > 1
 
 
 def test_vector_env_auto_resets_and_repeats_with_a_seed(world):
@@ -399,12 +411,13 @@ def test_q_star_is_a_fixed_point(world):
 # ----------------------------------------------------------------------------- the world
 
 
-def test_build_world_is_reality_fitted_to_all_ratings(atomic_dir):
+def test_build_world_is_reality_fitted_to_all_ratings(atomic_dir, tmp_path):
     data = load_movielens_100k(atomic_dir)
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    world = build_world(data, dim=4, epochs=3, n_cohorts=2, progress=False)
+    options = dict(dim=4, epochs=3, n_cohorts=2, progress=False, cache_dir=tmp_path)
+    world = build_world(data, **options)
     assert torch.equal(torch.rand(3), expected_next)  # the global random state is untouched
     assert world.user_vectors.shape == (3, 4) and world.item_vectors.shape == (5, 4)
     # quality = (mean rating shrunk with 10 pseudo-ratings at the global mean − 1) / 4
@@ -417,7 +430,24 @@ def test_build_world_is_reality_fitted_to_all_ratings(atomic_dir):
     raw = world.user_vectors @ world.item_vectors.T + world.item_bias
     standardised = (raw - world.affinity_mean) / world.affinity_std
     assert standardised.mean().abs() < 1e-5 and standardised.std().item() == pytest.approx(1.0)
-    again = build_world(data, dim=4, epochs=3, n_cohorts=2, progress=False)
-    assert torch.equal(world.user_vectors, again.user_vectors)
-    on_train = build_world(data, ratings=data.train, dim=4, epochs=3, n_cohorts=2, progress=False)
+    fresh = build_world(data, **(options | {"cache_dir": None}))
+    assert torch.equal(world.user_vectors, fresh.user_vectors)  # the same seed, the same fit
+    on_train = build_world(data, **(options | {"ratings": data.train}))
     assert not torch.equal(world.item_quality, on_train.item_quality)
+    # a second identical call reads the cache instead of fitting again: mark the cached copy
+    files = tmp_path.glob("world-*.pt")
+    (path,) = [p for p in files if torch.load(p)["item_quality"].equal(world.item_quality)]
+    saved = torch.load(path)
+    torch.save(saved | {"popularity": torch.full_like(saved["popularity"], -1.0)}, path)
+    assert (build_world(data, **options).popularity == -1).all()
+    assert len(list(tmp_path.glob("world-*.pt"))) == 2  # all ratings, and the training split
+
+
+def test_an_unwritable_cache_only_costs_time(atomic_dir, tmp_path):
+    data = load_movielens_100k(atomic_dir)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")  # the cache "folder" cannot be created
+    options = dict(dim=4, epochs=2, n_cohorts=2, progress=False)
+    with pytest.warns(UserWarning, match="RECRL_CACHE_DIR"):
+        world = build_world(data, cache_dir=blocked / "worlds", **options)
+    assert world.user_vectors.shape == (3, 4)

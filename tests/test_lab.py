@@ -91,7 +91,10 @@ def test_make_lab_serves_the_lessons_and_the_exercises(lab):
     assert "started" in status
     with urllib.request.urlopen(f"{url}/api/contents?token={TOKEN}", timeout=10) as r:
         top = {item["name"] for item in json.loads(r.read())["content"]}
-    assert {"notebooks", "exercises"} <= top  # a learner can open both from the file browser
+    assert {"notebooks", "exercises", "work"} <= top  # lessons, releases, the learner's copies
+    for assignment in (ROOT / "exercises").glob("ex*"):
+        copy = ROOT / "work" / assignment.name
+        assert copy.is_dir(), f"make lab did not copy {assignment.name} into work/"
 
 
 def _browser():

@@ -3,6 +3,11 @@ the simulator's hidden state."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,10 +22,12 @@ from recrl_lib.agents import (
     population_planner,
     random_policy,
 )
-from recrl_lib.encoders import CatalogueStats, ItemTable
-from recrl_lib.envs import SimulatorConfig, UserSimulator, World
+from recrl_lib.datasets import load_movielens_100k
+from recrl_lib.encoders import CatalogueStats, ItemTable, catalogue_stats, item_features
+from recrl_lib.envs import SimulatorConfig, UserSimulator, World, build_world
 
 N_ITEMS = 40
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -66,9 +73,11 @@ def perturb_hidden_state(sim: UserSimulator) -> None:
     sim.satiation = 3 * torch.rand(sim.satiation.shape, generator=g)
     sim.budget = 10 * torch.rand(sim.budget.shape, generator=g)
     world = sim.world
+    world.user_vectors = torch.randn(world.user_vectors.shape, generator=g)
     world.item_quality = torch.rand(world.item_quality.shape, generator=g)
     world.item_vectors = torch.randn(world.item_vectors.shape, generator=g)
     world.clickbait = world.clickbait[torch.randperm(N_ITEMS, generator=g)]
+    world.popularity = torch.rand(world.popularity.shape, generator=g)
 
 
 def test_no_non_oracle_action_depends_on_the_hidden_state(world, stats):
@@ -76,7 +85,8 @@ def test_no_non_oracle_action_depends_on_the_hidden_state(world, stats):
     before = {name: make()(obs) for name, make in non_oracles(stats).items()}
     oracles_before = {"greedy": greedy_oracle(sim)(obs), "planner": oracle_planner(sim)(obs)}
     perturb_hidden_state(sim)
-    assert torch.equal(sim.observe()["items"], obs["items"])  # what the agent sees: unchanged
+    after = sim.observe()  # what the agent sees: unchanged, key by key
+    assert after.keys() == obs.keys() and all(torch.equal(after[k], obs[k]) for k in obs)
     for name, make in non_oracles(stats).items():
         policy = make()
         assert not policy.oracle
@@ -130,3 +140,73 @@ def test_random_policy_repeats_with_its_seed(world):
     _, obs = played_sim(world)
     assert torch.equal(random_policy(N_ITEMS, seed=1)(obs), random_policy(N_ITEMS, seed=1)(obs))
     assert not torch.equal(random_policy(N_ITEMS, seed=1)(obs), random_policy(N_ITEMS, seed=2)(obs))
+
+
+def test_the_recommender_computes_its_knowledge_from_the_training_split_only(atomic_dir):
+    """Change every test-split rating: reality changes, the recommender's knowledge must not."""
+    data = load_movielens_100k(atomic_dir)
+    test_keys = set(zip(data.test["user"], data.test["item"]))
+    changed = data.ratings.copy()
+    in_test = [(u, i) in test_keys for u, i in zip(changed["user"], changed["item"])]
+    changed.loc[in_test, "rating"] = 6 - changed.loc[in_test, "rating"]
+    changed["positive"] = changed["rating"] >= 4
+    other = dataclasses.replace(data, ratings=changed)
+    assert other.test["rating"].tolist() != data.test["rating"].tolist()
+    assert other.train.equals(data.train)
+    for a, b in zip(vars(catalogue_stats(data)).values(), vars(catalogue_stats(other)).values()):
+        assert torch.equal(a, b)
+    options = dict(mf_dim=4, epochs=2)
+    assert torch.equal(item_features(data, **options), item_features(other, **options))
+    world_options = dict(dim=4, epochs=2, n_cohorts=2, progress=False, cache_dir=None)
+    reality, changed_reality = (
+        build_world(data, **world_options),
+        build_world(other, **world_options),
+    )
+    assert not torch.equal(reality.item_quality, changed_reality.item_quality)
+
+
+NON_ORACLES = {
+    "random_policy",
+    "most_popular",
+    "population_planner",
+    "catalogue_stats",
+    "item_features",
+    "fit_recommender_mf",
+    "RecQNetwork",
+    "ItemTable",
+    "DQN",
+}
+HIDDEN_NAMES = {"world", "sim", "evaluator", "validation", "fitted", "one"}  # simulators, worlds
+
+
+def _hidden_reads(node: ast.AST) -> list[str]:
+    """Names of simulators or worlds an expression reads, other than for the catalogue size."""
+    attributes = [a for a in ast.walk(node) if isinstance(a, ast.Attribute)]
+    sizes = {id(a.value) for a in attributes if a.attr == "n_items"}
+    names = (n for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in HIDDEN_NAMES)
+    return [n.id for n in names if id(n) not in sizes]
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("notebooks/*.ipynb")), ids=lambda p: p.name)
+def test_lessons_build_non_oracle_policies_without_the_simulator(path):
+    """A lesson must not hand a non-oracle policy (or the recommender's features) a world or a
+    simulator: only the catalogue's size may come from there."""
+    cells = json.loads(path.read_text())["cells"]
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        tree = ast.parse("".join(cell["source"]))
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            name = getattr(call.func, "id", getattr(call.func, "attr", None))
+            if name in NON_ORACLES:
+                for argument in [*call.args, *(k.value for k in call.keywords)]:
+                    reads = _hidden_reads(argument)
+                    assert not reads, f"{path.name}: {name}(...) reads {reads}: {ast.unparse(call)}"
+
+
+def test_the_lesson_check_catches_a_world_handed_to_a_policy():
+    source = "p = most_popular(CatalogueStats(count=world.popularity, mean_rating=m, genres=g))"
+    leaky = ast.parse(source + "\nr = random_policy(world.n_items)")
+    calls = {getattr(c.func, "id", None): c for c in ast.walk(leaky) if isinstance(c, ast.Call)}
+    assert _hidden_reads(calls["CatalogueStats"].keywords[0].value) == ["world"]
+    assert _hidden_reads(calls["random_policy"].args[0]) == []

@@ -48,14 +48,15 @@ def test_code_passes_ruff():
         assert result.returncode == 0, f"ruff {' '.join(args)}:\n{result.stdout}{result.stderr}"
 
 
-LAYERS = ["datasets", "encoders", "envs", "agents", "evaluation", "plotting", "widgets"]
+LAYERS = ["datasets", "encoders", "envs", "agents", "evaluation", "plotting", "widgets", "grading"]
 
 
 def test_library_data_flows_one_way():
-    """DESIGN.md: datasets -> encoders -> envs -> agents -> evaluation -> plotting/widgets."""
+    """DESIGN.md: datasets -> encoders -> envs -> agents -> evaluation -> plotting/widgets
+    (and grading, the exercises' checks, on top)."""
     import ast
 
-    rank = {name: i for i, name in enumerate(LAYERS)} | {"plotting": 5, "widgets": 5}
+    rank = {name: i for i, name in enumerate(LAYERS)} | {"plotting": 5, "widgets": 5, "grading": 5}
     for path in sorted((ROOT / "recrl_lib").rglob("*.py")):
         layer = path.relative_to(ROOT / "recrl_lib").parts[0].removesuffix(".py")
         if layer not in rank:

@@ -152,6 +152,30 @@ class MLPQNetwork(nn.Module):
 # ----------------------------------------------------------------------------- 2. replay buffer
 
 
+def n_step_returns(
+    rewards: torch.Tensor, done: torch.Tensor, terminated: torch.Tensor, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The n-step return of each row of a buffer slice: the n steps that follow one transition.
+
+    rewards, done, terminated: [B, n] (``done`` = terminated or truncated). Returns
+    (G [B], discount [B], last [B]): G = Σ_{k<m} γ^k r_k over the m ≤ n steps up to and
+    including the first done step; discount = γ^m to bootstrap with, or 0 if the session
+    terminated within them; last = m − 1, the step whose next observation to bootstrap from.
+    """
+    batch, n = rewards.shape
+    ret = torch.zeros(batch, device=rewards.device)
+    discount = torch.ones(batch, device=rewards.device)
+    running = torch.ones(batch, dtype=torch.bool, device=rewards.device)
+    last = torch.zeros(batch, dtype=torch.long, device=rewards.device)
+    for k in range(n):
+        ret += running * discount * rewards[:, k]
+        discount = torch.where(running, discount * gamma, discount)
+        last = torch.where(running, k, last)
+        running = running & ~done[:, k]
+    ended_by_termination = terminated.gather(1, last[:, None]).squeeze(1)
+    return ret, torch.where(ended_by_termination, torch.zeros_like(discount), discount), last
+
+
 class ReplayBuffer:
     """Transitions stored time-major ``[T, num_envs]`` in a ring on the device.
 
@@ -215,17 +239,12 @@ class ReplayBuffer:
         age = torch.randint(self.size - n_step + 1, (batch_size,), generator=generator, device=dev)
         t = (self.pos - self.size + age) % self.T
         env = torch.randint(self.num_envs, (batch_size,), generator=generator, device=dev)
-        ret = torch.zeros(batch_size, device=dev)
-        discount = torch.ones(batch_size, device=dev)
-        running = torch.ones(batch_size, dtype=torch.bool, device=dev)
-        last = t.clone()  # the time slot of the transition the return ends with
-        for k in range(n_step):
-            slot = (t + k) % self.T
-            ret += running * discount * S["reward"][slot, env]
-            discount = torch.where(running, discount * gamma, discount)
-            last = torch.where(running, slot, last)
-            running &= ~S["done"][slot, env]
-        bootstrap = torch.where(S["terminated"][last, env], torch.zeros_like(discount), discount)
+        slots = (t[:, None] + torch.arange(n_step, device=dev)) % self.T  # [B, n]
+        envs = env[:, None].expand_as(slots)
+        ret, bootstrap, offset = n_step_returns(
+            S["reward"][slots, envs], S["done"][slots, envs], S["terminated"][slots, envs], gamma
+        )
+        last = slots.gather(1, offset[:, None]).squeeze(1)  # the slot the return ends with
         return {
             "obs": {k[4:]: v[t, env] for k, v in S.items() if k.startswith("obs/")},
             "action": S["action"][t, env].long(),
@@ -310,8 +329,19 @@ class DQNConfig:
             raise ValueError(f"n_step must be >= 1, got {self.n_step}")
 
 
+def huber(prediction: torch.Tensor, target: torch.Tensor, delta: float) -> torch.Tensor:
+    """Mean Huber loss: ½e² for |e| ≤ δ, δ(|e| − ½δ) beyond — squared near 0, linear far out,
+    so one wild target cannot blow up a gradient."""
+    return F.huber_loss(prediction, target, delta=delta)
+
+
 class DQN:
     """A DQN agent: ``train(env, steps)``, ``act(obs)``, ``policy()``, ``save``/``load``."""
+
+    # The two formulas exercise 04 asks learners to write: assign your own functions to an
+    # agent (``agent.td_target = mine``) to train with them.
+    td_target = staticmethod(td_target)
+    loss = staticmethod(huber)
 
     def __init__(self, q_network: nn.Module, config: DQNConfig | None = None, *, device=None):
         self.config = config or DQNConfig()
@@ -323,7 +353,7 @@ class DQN:
         self.steps, self.updates = 0, 0  # env transitions seen; gradient updates made
         self.buffer: ReplayBuffer | None = None
         # Collection state kept between train() calls, so sessions continue where they were.
-        self.env = None
+        self.env, self.env_calls = None, None
         self.obs: dict[str, torch.Tensor] | None = None
         self.episode_return: torch.Tensor | None = None
         self.finished: list[float] = []  # returns of sessions ended since the last log row
@@ -365,7 +395,7 @@ class DQN:
                     next_q_online = self.q(next_obs, online_table)
                 else:
                     next_q_online = next_q_target
-                y = td_target(
+                y = self.td_target(
                     batch["return"],
                     batch["discount"],
                     next_q_online,
@@ -373,7 +403,7 @@ class DQN:
                     next_valid,
                     double=c.double,
                 )
-        loss = F.huber_loss(q_taken, y, delta=c.huber_delta)
+        loss = self.loss(q_taken, y, c.huber_delta)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"DQN loss became {loss.item()} at update {self.updates}: lower lr (now {c.lr}) "
@@ -399,6 +429,7 @@ class DQN:
             self.buffer.cut()
         self.env = env
         self.obs = env.reset(seed=self.config.seed + self.steps)
+        self.env_calls = getattr(env, "calls", None)
         self.episode_return = torch.zeros(env.num_envs, device=self.device)
         self.finished = []
         self.next_log = self.steps + log_every
@@ -408,16 +439,25 @@ class DQN:
     ) -> pd.DataFrame:
         """Collect ``total_steps`` transitions from the vector ``env`` and learn from them.
 
-        Calling ``train`` again with the same env continues its sessions (two calls of N/2
-        give the same agent as one of N); another env starts new sessions. Returns this call's
-        history: a row every ``log_every`` transitions (and at the end of the call) with steps,
-        episodes, the mean training return of the sessions that ended since the last row,
-        epsilon, loss, mean Q.
+        Calling ``train`` again with the same env, untouched in between, continues its sessions:
+        two calls of N/2 give the same agent as one of N (when N/2 is a whole number of vector
+        steps; the histories match too when it is a multiple of ``log_every``). Another env, or
+        one stepped or reset by someone else since, starts new sessions, and the last stored
+        step becomes a cut: sessions are never stitched together. Returns this call's history:
+        a row every ``log_every`` transitions (and at the end of the call) with steps, episodes,
+        the mean training return of the sessions that ended since the last row, epsilon, loss,
+        mean Q.
         """
         c = self.config
         if self.buffer is None:
             self.buffer = ReplayBuffer(c.buffer_size, env.num_envs, self.device, c.n_step)
-        if env is not self.env:
+        if env.num_envs != self.buffer.num_envs:
+            raise ValueError(
+                f"this agent's replay buffer holds {self.buffer.num_envs} envs per step; the env "
+                f"has {env.num_envs}. Train with the same number of parallel users, or a new agent"
+            )
+        untouched = getattr(env, "calls", None) == self.env_calls
+        if env is not self.env or not untouched:
             self._start_collection(env, log_every)
         rows, stats, end = [], {}, self.steps + total_steps
         bar = tqdm(total=total_steps, desc="DQN", unit="step", disable=not progress, mininterval=2)
@@ -432,6 +472,7 @@ class DQN:
                 self.finished.extend(self.episode_return[done].tolist())
                 self.episode_return[done] = 0.0
             self.obs = obs
+            self.env_calls = getattr(env, "calls", None)
             self.steps += env.num_envs
             bar.update(env.num_envs)
             if len(self.buffer) >= c.learning_starts and self.buffer.size >= c.n_step:
@@ -505,7 +546,7 @@ class DQN:
             agent.buffer.load_state_dict(state["buffer"])
         collection = state["collection"]
         if env is not None and collection is not None:
-            agent.env = env
+            agent.env, agent.env_calls = env, getattr(env, "calls", None)
             agent.obs = {k: v.to(agent.device) for k, v in collection["obs"].items()}
             agent.episode_return = collection["episode_return"].to(agent.device)
             agent.finished, agent.next_log = collection["finished"], collection["next_log"]

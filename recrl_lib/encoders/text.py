@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from recrl_lib.config import cache_dir, warn_unwritable_cache
 from recrl_lib.device import get_device
 
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "embeddings"
+DEFAULT_CACHE_DIR = cache_dir("embeddings")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -125,10 +126,13 @@ class TextEncoder:
         return torch.load(self.cache_file, map_location="cpu", weights_only=True)
 
     def _save_cache(self, cache: dict[str, torch.Tensor]) -> None:
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.cache_file.with_suffix(".part")
-        torch.save(cache, partial)
-        partial.replace(self.cache_file)
+        try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.cache_file.with_suffix(".part")
+            torch.save(cache, partial)
+            partial.replace(self.cache_file)
+        except OSError as error:
+            warn_unwritable_cache(self.cache_file, error)
 
     def _load_model(self):
         from transformers import AutoModel, AutoTokenizer

@@ -77,8 +77,11 @@ class SimulatorConfig:
 def shown_items(obs: dict[str, torch.Tensor], n_items: int) -> torch.Tensor:
     """[B, N] bool: the items in the observed log (what the recommender already showed)."""
     items, mask = obs["items"], obs["mask"]
-    shown = torch.zeros(items.shape[0], n_items, dtype=torch.bool, device=items.device)
-    return shown.scatter_(1, torch.where(mask, items, 0), mask)
+    # Padding steps write into an extra sink column, so no real item is ever un-marked by them
+    # (scatter's order among duplicate indices is undefined, on GPUs especially).
+    shown = torch.zeros(items.shape[0], n_items + 1, dtype=torch.bool, device=items.device)
+    shown.scatter_(1, torch.where(mask, items, n_items), True)
+    return shown[:, :n_items]
 
 
 class UserSimulator:

@@ -7,6 +7,8 @@
 
 ``next_obs`` is where each step led (a finished episode's last observation); ``obs`` is what
 to act on next (the first observation of a new episode where one finished, else ``next_obs``).
+``calls`` counts resets and steps, so a training loop can tell whether someone else stepped
+the env since it last did (its episodes would not continue where it left them).
 Observations are dicts of tensors: the simulator's own keys, or ``{"obs": [B, D] float32}``
 for a Gymnasium env with a ``Box`` observation.
 
@@ -21,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from recrl_lib.device import get_device
 from recrl_lib.envs.simulator import UserSimulator
 
 
@@ -28,6 +31,7 @@ class TorchVectorEnv:
     """See the module docstring. ``num_envs``, ``device``, ``n_actions`` describe the batch."""
 
     def __init__(self, source: UserSimulator | gym.vector.VectorEnv, device=None):
+        self.calls = 0
         if isinstance(source, UserSimulator):
             self.sim, self.envs = source, None
             self.num_envs, self.device = source.batch_size, source.device
@@ -52,7 +56,8 @@ class TorchVectorEnv:
         if not isinstance(space, gym.spaces.Box | gym.spaces.Dict):
             raise TypeError(f"TorchVectorEnv needs a Box or Dict observation, got {space}")
         self.sim, self.envs = None, source
-        self.num_envs, self.device = source.num_envs, torch.device(device or "cpu")
+        self.num_envs = source.num_envs
+        self.device = torch.device(device) if device is not None else get_device()
         self.n_actions = int(source.single_action_space.n)
         self.obs_dim = int(np.prod(space.shape)) if isinstance(space, gym.spaces.Box) else None
 
@@ -104,12 +109,14 @@ class TorchVectorEnv:
     # ------------------------------------------------------------------ the contract
 
     def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        self.calls += 1
         if self.sim is not None:
             return self.sim.reset(seed=seed)
         return self._to_torch(self.envs.reset(seed=seed)[0])
 
     def step(self, actions: torch.Tensor):
         """actions [B] -> (obs, next_obs, reward [B], terminated [B], truncated [B])."""
+        self.calls += 1
         if self.sim is not None:
             next_obs, reward, terminated, truncated, _ = self.sim.step(actions)
             done = terminated | truncated

@@ -16,12 +16,17 @@ recommender is an outsider: it knows only what it computes from the training spl
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from recrl_lib.config import cache_dir, warn_unwritable_cache
 from recrl_lib.datasets import MovieLens100K
 from recrl_lib.encoders import ItemTable, MatrixFactorization, fit_bpr
 
@@ -36,7 +41,7 @@ class World:
     genres: torch.Tensor  # [N, G] float multi-hot
     user_features: torch.Tensor  # [U, F]
     cohorts: torch.Tensor  # [U] long
-    popularity: torch.Tensor  # [N] training interactions per item
+    popularity: torch.Tensor  # [N] ratings per item in the data the world was fitted to
     affinity_mean: float = 0.0
     affinity_std: float = 1.0
 
@@ -147,6 +152,24 @@ def user_features(data: MovieLens100K) -> torch.Tensor:
     return torch.tensor(np.hstack([age, female, one_hot]), dtype=torch.float32)
 
 
+WORLD_CACHE_DIR = cache_dir("worlds")
+
+
+def _cache_file(folder: Path, data: MovieLens100K, ratings: pd.DataFrame, settings: dict) -> Path:
+    """A file named by everything the fit depends on: the ratings, genres and users, the settings,
+    and the source of the code that fits (so an edit to it never reads a stale world)."""
+    digest = hashlib.sha256()
+    for table in (ratings[["user", "item", "rating"]], data.users[["age", "gender", "occupation"]]):
+        digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    digest.update(np.ascontiguousarray(data.genre_matrix).tobytes())
+    digest.update(repr(sorted(settings.items())).encode())
+    code = (_fit_world, fit_bpr, MatrixFactorization, ItemTable, clickbait_items, kmeans)
+    for part in (*code, user_features, _standardise):
+        digest.update(inspect.getsource(part).encode())
+    digest.update(torch.__version__.encode())
+    return folder / f"world-{digest.hexdigest()[:24]}.pt"
+
+
 def build_world(
     data: MovieLens100K,
     *,
@@ -157,13 +180,33 @@ def build_world(
     n_cohorts: int = 4,
     seed: int = 0,
     progress: bool = True,
+    cache_dir: str | os.PathLike | None = WORLD_CACHE_DIR,
 ) -> World:
     """Fit the hidden world to ``ratings`` (default: all of MovieLens; see the module docstring).
 
     Pass ``ratings=data.train`` to validate the model on the held-out split. The global random
-    state is left as it was: the fit draws from its own generators seeded with ``seed``.
+    state is left as it was: the fit draws from its own generators seeded with ``seed``. A fitted
+    world is kept in ``cache_dir`` (``None``: no cache) and read back on the next identical call.
     """
     ratings = data.ratings if ratings is None else ratings
+    settings = {"dim": dim, "epochs": epochs, "clickbait": clickbait_fraction, "seed": seed}
+    settings |= {"cohorts": n_cohorts, "users": data.n_users, "items": data.n_items}
+    cached = None if cache_dir is None else _cache_file(Path(cache_dir), data, ratings, settings)
+    if cached is not None and cached.is_file():
+        return World(**torch.load(cached, map_location="cpu", weights_only=True))
+    world = _fit_world(data, ratings, dim, epochs, clickbait_fraction, n_cohorts, seed, progress)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(".part")
+            torch.save({f.name: getattr(world, f.name) for f in fields(world)}, partial)
+            partial.replace(cached)
+        except OSError as error:
+            warn_unwritable_cache(cached, error)
+    return world
+
+
+def _fit_world(data, ratings, dim, epochs, clickbait_fraction, n_cohorts, seed, progress) -> World:
     positives = ratings[ratings["positive"]]
     users = torch.tensor(positives["user"].to_numpy())
     items = torch.tensor(positives["item"].to_numpy())

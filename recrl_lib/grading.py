@@ -1,0 +1,290 @@
+"""Checks for the course's exercises: a learner's function against the library's reference.
+
+Each ``check_*`` calls the learner's function on random inputs, compares it with the
+reference in ``recrl_lib`` and raises ``AssertionError`` with a message that says what is
+wrong ("your target bootstraps after a terminated step"). The exercises' visible test cells
+call them; :func:`self_check` runs several and prints a pass/fail line per part, for learners
+without nbgrader. The edge cases live in the assignments' hidden tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recrl_lib.agents.dqn import n_step_returns, td_target
+from recrl_lib.agents.tabular import q_learning_update, sarsa_update
+from recrl_lib.envs.genre_mdp import TabularMDP, bellman_backup
+
+
+def _fail(message: str) -> None:
+    raise AssertionError(message)
+
+
+# ----------------------------------------------------------------------------- exercise 03
+
+
+def _random_td_case(rng: np.random.Generator) -> dict:
+    n_states, n_actions = rng.integers(2, 6, size=2)
+    return {
+        "q": rng.normal(size=(n_states, n_actions)),
+        "state": int(rng.integers(n_states)),
+        "action": int(rng.integers(n_actions)),
+        "reward": float(rng.normal()),
+        "next_state": int(rng.integers(n_states)),
+        "next_action": int(rng.integers(n_actions)),
+        "terminated": bool(rng.random() < 0.3),
+        "alpha": float(rng.uniform(0.05, 1.0)),
+        "gamma": float(rng.uniform(0.0, 1.0)),
+    }
+
+
+def _check_td_update(fn: Callable, reference: Callable, on_policy: bool, trials: int, seed: int):
+    rng = np.random.default_rng(seed)
+    name = "SARSA" if on_policy else "Q-learning"
+    for _ in range(trials):
+        case = _random_td_case(rng)
+        s, a, r = case["state"], case["action"], case["reward"]
+        s2, a2 = case["next_state"], case["next_action"]
+        terminated, alpha, gamma = case["terminated"], case["alpha"], case["gamma"]
+        args = (s, a, r, s2, a2, terminated) if on_policy else (s, a, r, s2, terminated)
+        expected, got = case["q"].copy(), case["q"].copy()
+        expected_error = reference(expected, *args, alpha=alpha, gamma=gamma)
+        returned = fn(got, *args, alpha=alpha, gamma=gamma)
+        where = f"(s={s}, a={a}, r={r:.3f}, s'={s2}" + (f", a'={a2}" if on_policy else "")
+        where += f", terminated={terminated}, α={alpha:.3f}, γ={gamma:.3f})"
+        others = np.ones_like(got, dtype=bool)
+        others[s, a] = False
+        if not np.allclose(got[others], case["q"][others]):
+            _fail(f"your {name} update changed entries other than Q(s, a) {where}")
+        if not np.isclose(got[s, a], expected[s, a]):
+            if got[s, a] == case["q"][s, a]:
+                _fail(
+                    f"your {name} update did not change Q(s, a) {where}: update the table q "
+                    "in place"
+                )
+            bootstrap = case["q"][s2, a2] if on_policy else case["q"][s2].max()
+            other = case["q"][s2].max() if on_policy else case["q"][s2, a2]
+            old = case["q"][s, a]
+            if terminated and np.isclose(got[s, a], old + alpha * (r + gamma * bootstrap - old)):
+                _fail(
+                    f"your target bootstraps after a terminated step {where}: the session "
+                    "has no future, so the target is just r"
+                )
+            if not terminated and np.isclose(got[s, a], old + alpha * (r + gamma * other - old)):
+                wanted = "Q(s', a') of the action taken next" if on_policy else "max_a' Q(s', a')"
+                _fail(
+                    f"your {name} target bootstraps on the wrong next value {where}: "
+                    f"it should use {wanted}"
+                )
+            if np.isclose(got[s, a], r + (0 if terminated else gamma * bootstrap)):
+                _fail(f"you replaced Q(s, a) by the target {where}: move it a step α toward it")
+            _fail(f"Q(s, a) should become {expected[s, a]:.5f} {where}, yours is {got[s, a]:.5f}")
+        if returned is None or not np.isclose(float(returned), expected_error):
+            _fail(
+                f"return the TD error, target − Q(s, a) before the update: {expected_error:.5f}"
+                f" {where}, yours returned {returned!r}"
+            )
+
+
+def check_q_learning_update(fn: Callable, trials: int = 200, seed: int = 0) -> None:
+    """``fn(q, state, action, reward, next_state, terminated, *, alpha, gamma) -> TD error``."""
+    _check_td_update(fn, q_learning_update, on_policy=False, trials=trials, seed=seed)
+
+
+def check_sarsa_update(fn: Callable, trials: int = 200, seed: int = 0) -> None:
+    """``fn(q, state, action, reward, next_state, next_action, terminated, *, alpha, gamma)``."""
+    _check_td_update(fn, sarsa_update, on_policy=True, trials=trials, seed=seed)
+
+
+def random_mdp(rng: np.random.Generator, n_states: int = 5, n_actions: int = 3) -> TabularMDP:
+    """A random MDP with an absorbing terminal last state, for tests."""
+    P = rng.random((n_states, n_actions, n_states)) ** 3
+    P[-1] = 0.0
+    P[-1, :, -1] = 1.0
+    P /= P.sum(-1, keepdims=True)
+    R_next = rng.normal(size=(n_states, n_actions, n_states))
+    R_next[-1] = 0.0
+    terminal = np.zeros(n_states, dtype=bool)
+    terminal[-1] = True
+    return TabularMDP(
+        P=P,
+        R_next=R_next,
+        gamma=float(rng.uniform(0.5, 0.95)),
+        terminal=terminal,
+        state_names=[f"s{i}" for i in range(n_states)],
+        action_names=[f"a{i}" for i in range(n_actions)],
+    )
+
+
+def check_bellman_backup(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(mdp, q) -> T q``, the Bellman optimality backup on a :class:`TabularMDP`."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        mdp = random_mdp(rng, int(rng.integers(2, 7)), int(rng.integers(1, 5)))
+        q = rng.normal(size=(mdp.n_states, mdp.n_actions))
+        q[mdp.terminal] = 0.0  # a terminal state is worth 0, with or without a special case
+        expected, got = bellman_backup(mdp, q), np.asarray(fn(mdp, q.copy()))
+        if got.shape != expected.shape:
+            _fail(f"T q must have the shape of q, {expected.shape}; yours is {got.shape}")
+        if np.allclose(got, expected):
+            continue
+        if np.allclose(got, mdp.R + mdp.gamma * mdp.P @ q.mean(1)):
+            _fail("your backup averages over the next actions: the optimality backup takes max_a'")
+        if np.allclose(got, mdp.R + mdp.P @ q.max(1)):
+            _fail("your backup forgets the discount γ on the next state's value")
+        if np.allclose(got, mdp.R + mdp.gamma * q.max(1)[:, None]):
+            _fail(
+                "your backup uses the current state's value: weigh the *next* states by P(s'|s,a)"
+            )
+        _fail("T q differs from R + γ Σ_s' P(s'|s,a) max_a' q(s',a') on a random MDP")
+
+
+# ----------------------------------------------------------------------------- exercise 04
+
+
+def _random_slice(rng: np.random.Generator, batch: int, n: int):
+    rewards = torch.tensor(rng.normal(size=(batch, n)), dtype=torch.float32)
+    done = torch.tensor(rng.random((batch, n)) < 0.3)
+    terminated = done & torch.tensor(rng.random((batch, n)) < 0.5)
+    return rewards, done, terminated
+
+
+def check_n_step_returns(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(rewards, done, terminated, gamma) -> (G, discount, last)`` on [B, n] slices."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        n, gamma = int(rng.integers(1, 6)), float(rng.uniform(0.5, 0.99))
+        rewards, done, terminated = _random_slice(rng, 64, n)
+        G, discount, last = n_step_returns(rewards, done, terminated, gamma)
+        got = fn(rewards.clone(), done.clone(), terminated.clone(), gamma)
+        if not isinstance(got, tuple) or len(got) != 3:
+            _fail("return three tensors: (G, discount, last)")
+        got_G, got_discount, got_last = (torch.as_tensor(x) for x in got)
+        ended = done.any(1)
+        if not torch.equal(got_last.long(), last):
+            _fail(
+                "`last` should be the index of the step the return ends with: the first done "
+                "step, or n − 1 if the session goes on"
+            )
+        if not torch.allclose(got_G.float(), G, atol=1e-5):
+            keeps_summing = (rewards * gamma ** torch.arange(n)).sum(1)
+            if torch.allclose(got_G.float()[ended], keeps_summing[ended], atol=1e-5):
+                _fail(
+                    "your return keeps summing rewards after the session ended: stop at the "
+                    "first done step (the next rewards belong to another user's session)"
+                )
+            _fail(f"G should be Σ γ^k r_k up to the first done step (n={n}, γ={gamma:.3f})")
+        if not torch.allclose(got_discount.float(), discount, atol=1e-6):
+            stopped = terminated.gather(1, last[:, None]).squeeze(1)
+            cut = done.gather(1, last[:, None]).squeeze(1) & ~stopped
+            if (got_discount.float()[stopped] != 0).any():
+                _fail(
+                    "your discount is not 0 after a terminated step: a terminated session has "
+                    "no next state to bootstrap from"
+                )
+            if cut.any() and not torch.allclose(got_discount.float()[cut], discount[cut]):
+                _fail(
+                    "after a truncated (cut) step the session had a future: bootstrap with "
+                    "discount γ^m from that step's next observation"
+                )
+            _fail("discount should be γ^m, m the number of rewards summed (0 if terminated)")
+
+
+def check_td_target(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(returns, discount, next_q_online, next_q_target, next_valid, *, double) -> y``."""
+    rng = np.random.default_rng(seed)
+    for trial in range(trials):
+        batch, n_actions = 32, int(rng.integers(2, 8))
+        returns = torch.tensor(rng.normal(size=batch), dtype=torch.float32)
+        discount = torch.tensor(rng.choice([0.0, 0.9, 0.81], size=batch), dtype=torch.float32)
+        online = torch.tensor(rng.normal(size=(batch, n_actions)), dtype=torch.float32)
+        target = torch.tensor(rng.normal(size=(batch, n_actions)), dtype=torch.float32)
+        valid = torch.tensor(rng.random((batch, n_actions)) < 0.7)
+        valid[torch.arange(batch), torch.tensor(rng.integers(n_actions, size=batch))] = True
+        double = bool(trial % 2)
+        expected = td_target(returns, discount, online, target, valid, double=double)
+        inputs = (returns.clone(), discount.clone(), online.clone(), target.clone(), valid.clone())
+        got = torch.as_tensor(fn(*inputs, double=double)).float()
+        if torch.allclose(got, expected, atol=1e-5):
+            continue
+        stopped = discount == 0
+        if not torch.allclose(got[stopped], returns[stopped]):
+            _fail(
+                "your target bootstraps after a terminated step: where discount is 0 the "
+                "target is the return alone"
+            )
+        for other_double, wrong in ((not double, "plain"), (double, "ignoring the valid mask")):
+            mask = valid if wrong == "plain" else None
+            alternative = td_target(returns, discount, online, target, mask, double=other_double)
+            if torch.allclose(got, alternative, atol=1e-5):
+                if wrong == "plain":
+                    _fail(
+                        "double DQN picks a* = argmax of the ONLINE net and scores it with the "
+                        "TARGET net; plain DQN takes the target net's max. Yours swapped them"
+                        f" (double={double})"
+                    )
+                _fail(
+                    "your target lets a* be an invalid action (a movie already shown): mask "
+                    "invalid actions to −inf before the argmax"
+                )
+        _fail(f"y should be G + discount · Q_target(s', a*) (double={double})")
+
+
+def check_huber_loss(fn: Callable, trials: int = 30, seed: int = 0) -> None:
+    """``fn(prediction, target, delta) -> mean Huber loss`` (a scalar tensor with a gradient)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        delta = float(rng.uniform(0.2, 2.0))
+        prediction = torch.tensor(rng.normal(0, 2, 40), dtype=torch.float32, requires_grad=True)
+        target = torch.tensor(rng.normal(0, 2, 40), dtype=torch.float32)
+        expected = F.huber_loss(prediction, target, delta=delta)
+        got = fn(prediction, target, delta)
+        if not torch.is_tensor(got) or got.shape != ():
+            _fail("return the mean loss as a scalar tensor (so that .backward() works)")
+        if not got.requires_grad:
+            _fail(
+                "your loss has no gradient: compute it with torch operations on `prediction` "
+                "(no .item(), .detach() or NumPy in between)"
+            )
+        if not torch.allclose(got, expected, atol=1e-5):
+            error = (prediction - target).abs()
+            if torch.allclose(got, (0.5 * error**2).mean(), atol=1e-5):
+                _fail("your loss is quadratic everywhere: beyond |error| > δ it grows linearly")
+            _fail(f"the Huber loss is ½e² for |e| ≤ δ and δ(|e| − ½δ) beyond (δ = {delta:.3f})")
+        (gradient,) = torch.autograd.grad(got, prediction)
+        clipped = (prediction - target).detach().clamp(-delta, delta) / len(prediction)
+        if not torch.allclose(gradient, clipped, atol=1e-5):
+            _fail("the gradient of the mean Huber loss should be the error clipped to ±δ, / B")
+
+
+# ----------------------------------------------------------------------------- the self-check
+
+
+def self_check(parts: dict[str, Callable[[], None]]) -> dict[str, bool]:
+    """Run each part's check, print ✓ or ✗ with the reason, and return {part: passed}.
+
+    ``parts[name]`` is a function of no arguments, e.g. ``lambda: check_td_target(td_target)``.
+    A part not implemented yet (``NotImplementedError``) is reported as such.
+    """
+    results = {}
+    for name, check in parts.items():
+        try:
+            check()
+        except NotImplementedError:
+            results[name] = False
+            print(f"✗ {name}: not implemented yet")
+        except AssertionError as failure:
+            results[name] = False
+            print(f"✗ {name}: {failure}")
+        except Exception as error:  # the learner's code crashed: say how
+            results[name] = False
+            print(f"✗ {name}: your code raised {type(error).__name__}: {error}")
+        else:
+            results[name] = True
+            print(f"✓ {name}")
+    print(f"{sum(results.values())} of {len(results)} parts pass")
+    return results

@@ -1,0 +1,185 @@
+"""The instructors' round trip with nbgrader, in a temporary course folder: release the
+assignments, collect four kinds of submission, autograde, export the grades.
+
+Students, for each assignment:
+- ``ada`` submits the solutions: full marks;
+- ``ben`` submits the blank release: no marks, and the batch goes on;
+- ``cy`` solves part 1 only and edits part 2's locked test into ``pass``: exactly the points
+  that rest on part 1 — the edited test is caught (restored from the gradebook);
+- ``dee`` leaves an infinite loop in part 1 and solves the rest: the cell times out, part 1's
+  points are lost, everything else (hers and everyone's) is graded;
+- ``eve`` (exercise 04) passes every visible test, but her TD target returns NaN when no action
+  is valid after a terminated step: only the hidden tests catch it, so they must be restored
+  and counted.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+CELL_TIMEOUT = 20  # seconds; the course's own setting is longer (nbgrader_config.py)
+
+EVE_TD_TARGET = """def td_target(returns, discount, next_q_online, next_q_target, next_valid,
+              *, double=True):
+    online = next_q_online.masked_fill(~next_valid, -float("inf"))
+    target = next_q_target.masked_fill(~next_valid, -float("inf"))
+    best = (online if double else target).argmax(1, keepdim=True)
+    return returns + discount * target.gather(1, best).squeeze(1)  # 0 · (−inf) is NaN
+"""
+STUDENTS = {
+    "ex03_q_learning": ["ada", "ben", "cy", "dee"],
+    "ex04_dqn": ["ada", "ben", "cy", "dee", "eve"],
+}
+
+EXPECTED = {
+    "ex03_q_learning": {
+        "part 1": "q_learning_update",
+        "part 2 test": "test_sarsa_update",
+        "points": {
+            "test_q_learning_update": 2,
+            "test_sarsa_update": 2,
+            "test_bellman_backup": 2,
+            "test_value_iteration": 1,
+            "test_q_learning_policy": 2,
+        },
+        "on part 1": {"test_q_learning_update", "test_q_learning_policy"},
+    },
+    "ex04_dqn": {
+        "part 1": "n_step_returns",
+        "part 2 test": "test_td_target",
+        "points": {
+            "test_n_step_returns": 3,
+            "test_td_target": 3,
+            "test_huber_loss": 2,
+            "test_n_step_on_replay": 1,
+            "test_td_target_on_replay": 1,
+            "test_your_dqn_learns": 1,
+        },
+        "on part 1": {"test_n_step_returns", "test_n_step_on_replay"},
+    },
+}
+
+
+def nbgrader(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    # nbgrader runs alembic for its gradebook: the venv's scripts must be on the PATH
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """A fresh course folder with the assignments released, as an instructor starts."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    shutil.copytree(ROOT / "solutions", root / "solutions")
+    for assignment in ASSIGNMENTS:
+        nbgrader("generate_assignment", assignment, "--force", cwd=root)
+    return root
+
+
+def comparable(path: Path) -> list[dict]:
+    """The cells of a notebook without what generation varies: checksums and cell ids."""
+    cells = json.loads(path.read_text())["cells"]
+    for cell in cells:
+        cell.pop("id", None)
+        cell.get("metadata", {}).get("nbgrader", {}).pop("checksum", None)
+    return cells
+
+
+def test_every_assignment_has_a_source_and_a_release():
+    assert ASSIGNMENTS == ["ex03_q_learning", "ex04_dqn"]
+    for assignment in ASSIGNMENTS:
+        assert (ROOT / "solutions" / assignment / f"{assignment}.ipynb").is_file()
+        assert (ROOT / "exercises" / assignment / f"{assignment}.ipynb").is_file()
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_exercises_are_what_nbgrader_releases_from_the_solutions(course, assignment):
+    released = course / "exercises" / assignment / f"{assignment}.ipynb"
+    committed = ROOT / "exercises" / assignment / f"{assignment}.ipynb"
+    assert comparable(released) == comparable(committed), (
+        f"exercises/{assignment} is out of date with solutions/{assignment}: run `make exercises`"
+    )
+    text = released.read_text()
+    assert "### BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    assert "raise NotImplementedError()" in text
+
+
+def _solution_code(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if "### " not in line)
+
+
+def _submission(course: Path, assignment: str, student: str) -> dict:
+    release = json.loads((course / "exercises" / assignment / f"{assignment}.ipynb").read_text())
+    source = json.loads((course / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+    solutions = {
+        c["metadata"]["nbgrader"]["grade_id"]: _solution_code("".join(c["source"]))
+        for c in source["cells"]
+        if c["metadata"].get("nbgrader", {}).get("solution")
+    }
+    spec, notebook = EXPECTED[assignment], copy.deepcopy(release)
+    for cell in notebook["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in solutions and student in ("ada", "dee", "eve"):
+            cell["source"] = solutions[grade_id]
+        if grade_id == "td_target" and student == "eve":
+            cell["source"] = EVE_TD_TARGET
+        if grade_id == spec["part 1"] and student == "cy":
+            cell["source"] = solutions[grade_id]
+        if grade_id == spec["part 1"] and student == "dee":
+            cell["source"] = "while True:  # oops\n    pass\n" + solutions[grade_id]
+        if grade_id == spec["part 2 test"] and student == "cy":
+            cell["source"] = "pass  # the tests were too strict"
+    return notebook
+
+
+def test_the_round_trip_grades_every_student_exactly(course):
+    for assignment in ASSIGNMENTS:
+        for student in STUDENTS[assignment]:
+            folder = course / "submitted" / student / assignment
+            folder.mkdir(parents=True)
+            notebook = _submission(course, assignment, student)
+            (folder / f"{assignment}.ipynb").write_text(json.dumps(notebook))
+        nbgrader("autograde", assignment, f"--Execute.timeout={CELL_TIMEOUT}", cwd=course)
+    nbgrader("export", "--to", "grades.csv", cwd=course)
+    with open(course / "grades.csv") as f:
+        grades = {(row["student_id"], row["assignment"]): row for row in csv.DictReader(f)}
+    students = sorted({s for names in STUDENTS.values() for s in names})
+    assert sorted(grades) == sorted((s, a) for s in students for a in ASSIGNMENTS)
+
+    for assignment in ASSIGNMENTS:
+        points = EXPECTED[assignment]["points"]
+        on_part_1 = sum(points[g] for g in EXPECTED[assignment]["on part 1"])
+        expected = {
+            "ada": sum(points.values()),
+            "ben": 0,
+            "cy": on_part_1,
+            "dee": sum(points.values()) - on_part_1,
+        }
+        if "eve" in STUDENTS[assignment]:
+            expected["eve"] = sum(points.values()) - points["test_td_target"]
+        for student, score in expected.items():
+            row = grades[(student, assignment)]
+            assert float(row["max_score"]) == sum(points.values())
+            assert float(row["raw_score"]) == score, (student, assignment, row)
+            graded = course / "autograded" / student / assignment / f"{assignment}.ipynb"
+            assert graded.is_file(), f"{student}'s {assignment} was not autograded"
+        graded = (course / "autograded" / "dee" / assignment / f"{assignment}.ipynb").read_text()
+        assert "CellTimeoutError" in graded  # dee's loop was stopped, not waited for
+        caught = (course / "autograded" / "cy" / assignment / f"{assignment}.ipynb").read_text()
+        assert "the tests were too strict" not in caught  # the locked test cell was restored

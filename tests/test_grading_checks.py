@@ -1,0 +1,141 @@
+"""The exercises' checks: the library's references pass them, and typical mistakes fail them
+with a message that names the mistake."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recrl_lib import grading
+from recrl_lib.agents.dqn import n_step_returns, td_target
+from recrl_lib.agents.tabular import q_learning_update, sarsa_update
+from recrl_lib.envs.genre_mdp import bellman_backup
+
+
+def test_the_references_pass_every_check():
+    grading.check_q_learning_update(q_learning_update)
+    grading.check_sarsa_update(sarsa_update)
+    grading.check_bellman_backup(bellman_backup)
+    grading.check_n_step_returns(n_step_returns)
+    grading.check_td_target(td_target)
+    grading.check_huber_loss(lambda p, t, delta: F.huber_loss(p, t, delta=delta))
+
+
+def q_update_bootstrapping_at_the_end(q, s, a, r, s2, terminated, *, alpha, gamma):
+    error = r + gamma * q[s2].max() - q[s, a]  # forgets `terminated`
+    q[s, a] += alpha * error
+    return error
+
+
+def sarsa_with_the_max(q, s, a, r, s2, a2, terminated, *, alpha, gamma):
+    error = r + (0.0 if terminated else gamma * q[s2].max()) - q[s, a]
+    q[s, a] += alpha * error
+    return error
+
+
+def q_update_returning_nothing(q, s, a, r, s2, terminated, *, alpha, gamma):
+    q_learning_update(q, s, a, r, s2, terminated, alpha=alpha, gamma=gamma)
+
+
+@pytest.mark.parametrize(
+    ("check", "wrong", "message"),
+    [
+        (grading.check_q_learning_update, q_update_bootstrapping_at_the_end, "terminated step"),
+        (grading.check_sarsa_update, sarsa_with_the_max, "action taken next"),
+        (grading.check_q_learning_update, q_update_returning_nothing, "return the TD error"),
+        (
+            grading.check_bellman_backup,
+            lambda mdp, q: mdp.R + mdp.gamma * mdp.P @ q.mean(1),
+            "averages over the next actions",
+        ),
+        (grading.check_bellman_backup, lambda mdp, q: mdp.R + mdp.P @ q.max(1), "discount"),
+    ],
+)
+def test_tabular_mistakes_are_named(check, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(wrong)
+
+
+def n_step_without_stopping(rewards, done, terminated, gamma):
+    n = rewards.shape[1]
+    G = (rewards * gamma ** torch.arange(n)).sum(1)
+    _, discount, last = n_step_returns(rewards, done, terminated, gamma)
+    return G, discount, last
+
+
+def n_step_bootstrapping_after_termination(rewards, done, terminated, gamma):
+    G, _, last = n_step_returns(rewards, done, terminated, gamma)
+    return G, gamma ** (last + 1).float(), last
+
+
+def swapped_double(returns, discount, online, target, valid, *, double):
+    return td_target(returns, discount, online, target, valid, double=not double)
+
+
+def unmasked(returns, discount, online, target, valid, *, double):
+    return td_target(returns, discount, online, target, None, double=double)
+
+
+def target_ignoring_termination(returns, discount, online, target, valid, *, double):
+    bootstrap = discount.clone()
+    bootstrap[bootstrap == 0] = 0.9
+    return td_target(returns, bootstrap, online, target, valid, double=double)
+
+
+@pytest.mark.parametrize(
+    ("check", "wrong", "message"),
+    [
+        (grading.check_n_step_returns, n_step_without_stopping, "keeps summing"),
+        (
+            grading.check_n_step_returns,
+            n_step_bootstrapping_after_termination,
+            "not 0 after a terminated",
+        ),
+        (grading.check_td_target, swapped_double, "ONLINE net"),
+        (grading.check_td_target, unmasked, "invalid action"),
+        (grading.check_td_target, target_ignoring_termination, "bootstraps after a terminated"),
+        (grading.check_huber_loss, lambda p, t, delta: (0.5 * (p - t) ** 2).mean(), "quadratic"),
+        (
+            grading.check_huber_loss,
+            lambda p, t, delta: F.huber_loss(p.detach(), t, delta=delta),
+            "no gradient",
+        ),
+        (
+            grading.check_huber_loss,
+            lambda p, t, delta: F.huber_loss(p, t, delta=delta, reduction="sum"),
+            "Huber",
+        ),
+    ],
+)
+def test_dqn_mistakes_are_named(check, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(wrong)
+
+
+def test_self_check_reports_each_part(capsys):
+    def not_yet():
+        raise NotImplementedError
+
+    def crashes():
+        return 1 / 0
+
+    results = grading.self_check(
+        {
+            "fine": lambda: grading.check_td_target(td_target),
+            "wrong": lambda: grading.check_td_target(unmasked),
+            "blank": not_yet,
+            "crash": crashes,
+        }
+    )
+    out = capsys.readouterr().out
+    assert results == {"fine": True, "wrong": False, "blank": False, "crash": False}
+    assert "✓ fine" in out and "✗ blank: not implemented yet" in out
+    assert "ZeroDivisionError" in out and "1 of 4 parts pass" in out
+
+
+def test_random_mdps_are_proper():
+    mdp = grading.random_mdp(np.random.default_rng(0))
+    np.testing.assert_allclose(mdp.P.sum(-1), 1.0)
+    assert mdp.terminal[-1] and (mdp.P[-1, :, -1] == 1).all()
