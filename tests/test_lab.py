@@ -139,21 +139,18 @@ def test_a_learner_runs_lesson_01_and_moves_the_explorer_slider(lab):
                 pytest.fail("lesson 01 has no neighbour_explorer cell within its first 60 cells")
             errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
             assert errors.count() == 0, errors.first.inner_text()
-            table = page.locator(".jp-OutputArea .widget-html-content").first
-            page.wait_for_function(
-                "document.querySelector('.jp-OutputArea .widget-html-content tr') !== null",
-                timeout=180_000,
-            )
+            # the explorer's own output (tqdm bars elsewhere are widgets too)
+            explorer = page.locator(".jp-CodeCell", has_text="neighbour_explorer(").first
+            table = explorer.locator(".jp-OutputArea .widget-html-content").last
+            table.locator("tr").first.wait_for(timeout=180_000)
             before = table.inner_html()
-            page.locator(".widget-slider .noUi-handle").first.click()
+            explorer.locator(".widget-slider .noUi-handle").first.click()
             for _ in range(3):
                 page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "(n) => document.querySelector('.jp-OutputArea .widget-html-content')"
-                ".querySelectorAll('tr').length > n",
-                arg=before.count("<tr>"),
-                timeout=30_000,
-            )
+            deadline = time.monotonic() + 30
+            while table.locator("tr").count() <= before.count("<tr>"):
+                assert time.monotonic() < deadline, "the table did not grow with k"
+                page.wait_for_timeout(250)
             after = table.inner_html()
         finally:
             page.screenshot(path=str(SCREENSHOTS / "lesson01_explorer.png"))
