@@ -1,0 +1,608 @@
+"""Proximal Policy Optimization (Schulman et al., 2017), with REINFORCE as a special case.
+
+Read top to bottom; each implementation detail is one named line (the list follows Huang et al.,
+2022, "The 37 Implementation Details of Proximal Policy Optimization", and CleanRL):
+
+1. **Actor-critic networks.** ``RecActorCritic`` scores every item, logits = f(s) · x_a over the
+   valid items (like DQN's head, so it can score items it never trained on), and a critic
+   v(s). The actor and the critic have **separate trunks** (Andrychowicz et al., 2021: sharing
+   lets the value loss pull the policy's features around). ``MLPActorCritic`` is the plain
+   version for any ``Box`` observation. **Orthogonal initialisation** throughout.
+2. **Rollouts** of ``num_steps`` batched steps of a ``TorchVectorEnv``: observations, actions,
+   log-probabilities, values, rewards, and the value of where each step led.
+3. **GAE(λ)** (``gae``): advantages that stop at a terminated step and bootstrap a cut one.
+4. **The loss** (``ppo_loss``): the **clipped surrogate**, an optionally **clipped value
+   loss**, an **entropy bonus**.
+5. **Updates**: **advantage normalisation** per minibatch, **minibatch epochs**, **learning-rate
+   annealing**, **global gradient clipping**, **approximate-KL early stopping**.
+
+REINFORCE is the same code with PPO's parts switched off (``PPOConfig.reinforce``): one
+gradient step per rollout on whole sessions, no clipping, λ = 1 (Monte-Carlo returns), with or
+without the critic as a baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from recrl_lib.agents.baselines import Policy
+from recrl_lib.agents.dqn import HISTORY_ENCODERS
+from recrl_lib.device import get_device
+from recrl_lib.encoders.history import ItemTable
+from recrl_lib.envs.simulator import shown_items
+
+Observation = dict[str, torch.Tensor]
+
+# ----------------------------------------------------------------------------- 1. networks
+
+
+def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with ``gain``, constant bias: keeps activations' scale through depth."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class _SessionTrunk(nn.Module):
+    """The last ``window`` steps of the log + step + session totals (+ features) -> [B, out]."""
+
+    def __init__(self, items, history, window, n_features, hidden, out, out_gain):
+        super().__init__()
+        if history not in HISTORY_ENCODERS:
+            raise ValueError(f"history must be one of {sorted(HISTORY_ENCODERS)}, got {history!r}")
+        self.items, self.window, self.n_features = items, window, n_features
+        self.encoder = HISTORY_ENCODERS[history](items, n_responses=2)
+        self.mlp = nn.Sequential(
+            layer_init(nn.Linear(items.dim + 4 + n_features, hidden)),
+            nn.Tanh(),
+            layer_init(nn.Linear(hidden, out), gain=out_gain),
+        )
+
+    def forward(self, obs: Observation, table: torch.Tensor) -> torch.Tensor:
+        w = self.window
+        responses = torch.stack([obs["clicks"][:, -w:], obs["ratings"][:, -w:]], dim=-1)
+        h = self.encoder(obs["items"][:, -w:], obs["mask"][:, -w:], responses, table=table)
+        inputs = [h, obs["step"], obs["session"]]
+        if self.n_features:
+            if "features" not in obs:
+                raise KeyError(
+                    "this network reads user features: build the simulator with "
+                    "SimulatorConfig(observe_features=True), or the network with n_features=0"
+                )
+            inputs.append(obs["features"])
+        return self.mlp(torch.cat(inputs, dim=-1))
+
+
+class RecActorCritic(nn.Module):
+    """A policy over every item and a value, from the observed session (separate trunks).
+
+    actor:  logits(s, a) = f(s) · x_a over valid items (not in the session log, allowed)  [B, N]
+    critic: v(s)                                                                          [B]
+
+    The critic gets its own copy of the item table (its own projection of the same features).
+    """
+
+    def __init__(
+        self,
+        items: ItemTable,
+        *,
+        history: str = "mean",
+        window: int = 10,
+        n_features: int = 0,
+        hidden: int = 128,
+    ):
+        super().__init__()
+        self.items, self.critic_items = items, copy.deepcopy(items)
+        # The policy's last layer starts near zero (gain 0.01): every item about equally likely.
+        self.actor = _SessionTrunk(items, history, window, n_features, hidden, items.dim, 0.01)
+        self.critic = _SessionTrunk(self.critic_items, history, window, n_features, hidden, 1, 1.0)
+        self.register_buffer("allowed", torch.ones(items.n_items, dtype=torch.bool))
+
+    @property
+    def n_actions(self) -> int:
+        return self.items.n_items
+
+    def restrict_to(self, allowed: torch.Tensor | None) -> None:
+        """Recommend only items where ``allowed`` ([N] bool) is True; ``None`` allows all."""
+        if allowed is None:
+            self.allowed.fill_(True)
+            return
+        if allowed.shape != self.allowed.shape or allowed.dtype != torch.bool:
+            got = f"{allowed.dtype} {tuple(allowed.shape)}"
+            raise ValueError(f"allowed must be a [{self.n_actions}] bool tensor, got {got}")
+        if not allowed.any():
+            raise ValueError("allowed must let at least one item through")
+        self.allowed.copy_(allowed.to(self.allowed.device))
+
+    def valid_actions(self, obs: Observation) -> torch.Tensor:
+        """[B, N] bool: allowed items not in the observed session log."""
+        return self.allowed & ~shown_items(obs, self.n_actions)
+
+    def logits(self, obs: Observation) -> torch.Tensor:
+        """[B, N]: unnormalised log-probabilities, before masking."""
+        table = self.items.all()
+        return self.actor(obs, table) @ table.T
+
+    def value(self, obs: Observation) -> torch.Tensor:
+        return self.critic(obs, self.critic_items.all())[:, 0]
+
+
+class MLPActorCritic(nn.Module):
+    """Separate two-layer tanh MLPs for the policy and the value of a flat ``obs["obs"]`` [B, O]."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64):
+        super().__init__()
+
+        def trunk(out: int, gain: float) -> nn.Sequential:
+            return nn.Sequential(
+                layer_init(nn.Linear(obs_dim, hidden)),
+                nn.Tanh(),
+                layer_init(nn.Linear(hidden, hidden)),
+                nn.Tanh(),
+                layer_init(nn.Linear(hidden, out), gain=gain),
+            )
+
+        self.actor, self.critic, self.n_actions = trunk(n_actions, 0.01), trunk(1, 1.0), n_actions
+
+    def valid_actions(self, obs: Observation) -> torch.Tensor:
+        x = obs["obs"]
+        return torch.ones(x.shape[0], self.n_actions, dtype=torch.bool, device=x.device)
+
+    def logits(self, obs: Observation) -> torch.Tensor:
+        return self.actor(obs["obs"])
+
+    def value(self, obs: Observation) -> torch.Tensor:
+        return self.critic(obs["obs"])[:, 0]
+
+
+def log_probs_and_entropy(
+    logits: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked softmax: (log π(·|s) [B, N], with −inf on invalid items; entropy H [B]).
+
+    H = −Σ_a π(a|s) log π(a|s) over valid items (an invalid item has π = 0 and adds nothing).
+    """
+    log_probs = torch.log_softmax(logits.masked_fill(~valid, -float("inf")), dim=-1)
+    entropy = -(log_probs.exp() * log_probs.masked_fill(~valid, 0.0)).sum(-1)
+    return log_probs, entropy
+
+
+# ----------------------------------------------------------------------------- 3. GAE
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    done: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al., 2016) over a rollout.
+
+    rewards, values, next_values, terminated, done: [T, E]; ``next_values[t]`` is the value of
+    the observation step t led to (a finished session's last one), ``done`` = terminated or
+    cut (truncated). Returns (advantages, returns), each [T, E]:
+
+        δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)
+        A_t = δ_t + γ λ (1 − done_t) A_{t+1},   A_T = 0 (the rollout's end: δ bootstraps there)
+        returns_t = A_t + V(s_t)                 (the critic's target)
+
+    λ = 0 gives the one-step TD advantage; λ = 1 the Monte-Carlo return minus V(s_t).
+    """
+    not_terminated = 1.0 - terminated.float()
+    continues = 1.0 - done.float()
+    deltas = rewards + gamma * not_terminated * next_values - values
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        running = deltas[t] + gamma * lam * continues[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+# ----------------------------------------------------------------------------- 4. the loss
+
+
+def ppo_loss(
+    new_log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    new_values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    *,
+    clip_coef: float | None = 0.2,
+    value_clip: float | None = None,
+    vf_coef: float = 0.5,
+    ent_coef: float = 0.01,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's loss on a minibatch; every argument but the coefficients is [B].
+
+    ratio r = π_new(a|s) / π_old(a|s) = exp(new_log_probs − old_log_probs)
+    policy  = −mean(min(r A, clip(r, 1 − ε, 1 + ε) A))   (ε = ``clip_coef``; None: −mean(r A))
+    value   = ½ mean((V − R)²), or with ``value_clip`` ½ mean(max((V − R)², (V_clip − R)²)),
+              V_clip = V_old + clip(V − V_old, −value_clip, value_clip)
+    loss    = policy + vf_coef · value − ent_coef · mean(entropy)
+
+    ``weights`` [B] (0 or 1) leave steps out of every mean. Returns (loss, parts), where parts
+    holds the policy, value and entropy terms, the approximate KL(old ‖ new) = mean((r − 1) −
+    log r) and the fraction of clipped ratios.
+    """
+    weights = torch.ones_like(advantages) if weights is None else weights.float()
+    total = weights.sum().clamp(min=1.0)
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return (x * weights).sum() / total
+
+    log_ratio = new_log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    if clip_coef is None:
+        policy = -mean(ratio * advantages)
+    else:
+        clipped = ratio.clamp(1 - clip_coef, 1 + clip_coef)
+        policy = -mean(torch.min(ratio * advantages, clipped * advantages))
+    if value_clip is None:
+        value = 0.5 * mean((new_values - returns) ** 2)
+    else:
+        clipped_values = old_values + (new_values - old_values).clamp(-value_clip, value_clip)
+        value = 0.5 * mean(torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2))
+    entropy_term = mean(entropy)
+    loss = policy + vf_coef * value - ent_coef * entropy_term
+    with torch.no_grad():
+        approx_kl = mean((ratio - 1) - log_ratio)
+        clip_fraction = mean(((ratio - 1).abs() > (clip_coef or math.inf)).float())
+    parts = {
+        "policy": policy,
+        "value": value,
+        "entropy": entropy_term,
+        "approx_kl": approx_kl,
+        "clip_fraction": clip_fraction,
+    }
+    return loss, parts
+
+
+# ----------------------------------------------------------------------------- 2. and 5. training
+
+
+@dataclass
+class PPOConfig:
+    """PPO settings. ``PPOConfig.reinforce(baseline)`` switches PPO's parts off."""
+
+    gamma: float = 0.9  # discount; 0 makes the agent myopic (a contextual bandit)
+    gae_lambda: float = 0.95  # λ: 0 = one-step TD advantages, 1 = Monte-Carlo
+    num_steps: int = 64  # steps per env in a rollout
+    lr: float = 3e-4
+    anneal_lr: bool = True  # linearly to 0 over ``total_steps``
+    total_steps: int | None = None  # the planned budget (for annealing); None: constant lr
+    update_epochs: int = 4  # passes over each rollout
+    n_minibatches: int = 4
+    clip_coef: float | None = 0.2  # ε of the clipped surrogate; None: no clipping
+    value_clip: float | None = None  # clip the value update too (CleanRL's clip_vloss)
+    normalize_advantages: bool = True  # per minibatch: zero mean, unit variance
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    use_critic: bool = True  # False: no value function (REINFORCE without a baseline)
+    max_grad_norm: float = 0.5  # global gradient-norm clipping
+    target_kl: float | None = 0.02  # stop a rollout's epochs once the approximate KL passes it
+    whole_sessions: bool = False  # each rollout starts new sessions and keeps only whole ones
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(
+                f"gamma and gae_lambda must be in [0, 1], got {self.gamma}, {self.gae_lambda}"
+            )
+        if self.num_steps < 1 or self.update_epochs < 1 or self.n_minibatches < 1:
+            raise ValueError("num_steps, update_epochs and n_minibatches must be >= 1")
+        if self.anneal_lr and self.total_steps is not None and self.total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+
+    @classmethod
+    def reinforce(cls, baseline: bool, **overrides) -> PPOConfig:
+        """REINFORCE (Williams, 1992): one gradient step per rollout of whole sessions on the
+        Monte-Carlo return (λ = 1), no clipping, no normalisation, no entropy bonus — with the
+        critic as a baseline (A = G − V(s)) or without (A = G)."""
+        settings = dict(
+            gae_lambda=1.0,
+            update_epochs=1,
+            n_minibatches=1,
+            clip_coef=None,
+            normalize_advantages=False,
+            ent_coef=0.0,
+            use_critic=baseline,
+            target_kl=None,
+            whole_sessions=True,
+        )
+        return cls(**(settings | overrides))
+
+
+@dataclass
+class Rollout:
+    """``num_steps`` × ``num_envs`` transitions ([T, E] each; obs values [T, E, ...])."""
+
+    obs: dict[str, torch.Tensor]
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    done: torch.Tensor
+    next_values: torch.Tensor
+    live: torch.Tensor  # steps that count (all, or those of whole sessions)
+    entropy: torch.Tensor
+
+
+class PPO:
+    """A PPO (or REINFORCE) agent: ``train(env, steps)``, ``act(obs)``, ``policy()``, ``save``."""
+
+    def __init__(self, network: nn.Module, config: PPOConfig | None = None, *, device=None):
+        self.config = config or PPOConfig()
+        self.device = torch.device(device) if device is not None else get_device()
+        self.net = network.to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, eps=1e-5)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        self.steps, self.updates = 0, 0  # env transitions collected; gradient steps taken
+        # Collection state kept between train() calls, so sessions continue where they were.
+        self.env, self.env_calls, self.obs = None, None, None
+        self.episode_return: torch.Tensor | None = None
+        self.finished: list[float] = []  # returns of the sessions the last rollout finished
+        self.last_rollout: Rollout | None = None
+
+    # ------------------------------------------------------------------ acting
+
+    def _value(self, obs: Observation) -> torch.Tensor:
+        if not self.config.use_critic:
+            return torch.zeros(obs[next(iter(obs))].shape[0], device=self.device)
+        return self.net.value(obs)
+
+    @torch.no_grad()
+    def act(self, obs: Observation, greedy: bool = False) -> torch.Tensor:
+        """A sampled action per row (or the most likely valid one with ``greedy``) -> [B]."""
+        log_probs, _ = log_probs_and_entropy(self.net.logits(obs), self.net.valid_actions(obs))
+        if greedy:
+            return log_probs.argmax(1)
+        return torch.multinomial(log_probs.exp(), 1, generator=self.generator)[:, 0]
+
+    def policy(self, name: str = "PPO", greedy: bool = True) -> Policy:
+        """The policy in the course's protocol: its most likely item (``greedy``), or a draw."""
+        n_items = self.net.n_actions
+        if greedy:
+            return Policy(name, self.net.logits, n_items, valid=self.net.valid_actions)
+
+        def sampled_scores(obs: Observation) -> torch.Tensor:  # the drawn item scores highest
+            scores = torch.zeros(obs[next(iter(obs))].shape[0], n_items, device=self.device)
+            return scores.scatter_(1, self.act(obs)[:, None], 1.0)
+
+        return Policy(name, sampled_scores, n_items, valid=self.net.valid_actions)
+
+    # ------------------------------------------------------------------ 2. rollouts
+
+    @torch.no_grad()
+    def collect(self, env) -> Rollout:
+        """``num_steps`` batched steps from the current observations (or fresh sessions)."""
+        c, T, E = self.config, self.config.num_steps, env.num_envs
+        if c.whole_sessions:  # every session starts here; steps after its end do not count
+            self.obs = env.reset(seed=c.seed + self.steps)
+        obs = self.obs
+        store = {
+            k: torch.zeros((T, *v.shape), dtype=v.dtype, device=self.device) for k, v in obs.items()
+        }
+        names = ("log_probs", "values", "rewards", "next_values", "entropy")
+        tensors = {name: torch.zeros(T, E, device=self.device) for name in names}
+        actions = torch.zeros(T, E, dtype=torch.long, device=self.device)
+        terminated = torch.zeros(T, E, dtype=torch.bool, device=self.device)
+        done = torch.zeros_like(terminated)
+        live = torch.ones_like(terminated)
+        ended = torch.zeros(E, dtype=torch.bool, device=self.device)
+        finished, value = [], self._value(obs)
+        for t in range(T):
+            for k, v in obs.items():
+                store[k][t] = v
+            valid = self.net.valid_actions(obs)
+            log_probs, entropy = log_probs_and_entropy(self.net.logits(obs), valid)
+            action = torch.multinomial(log_probs.exp(), 1, generator=self.generator)[:, 0]
+            tensors["log_probs"][t] = log_probs.gather(1, action[:, None])[:, 0]
+            tensors["entropy"][t], tensors["values"][t] = entropy, value
+            obs, next_obs, reward, term, trunc = env.step(action)
+            step_done = term | trunc
+            actions[t], tensors["rewards"][t] = action, reward
+            terminated[t], done[t] = term, step_done
+            if c.whole_sessions:
+                live[t] = ~ended
+                ended |= step_done
+            # The value of where each step led. Where a session ended, `obs` is already the
+            # next user's: a cut session bootstraps from its own last observation instead
+            # (a terminated one needs no value at all).
+            value = self._value(obs)
+            next_value = value
+            if trunc.any():
+                next_value = torch.where(trunc, self._value(next_obs), value)
+            tensors["next_values"][t] = next_value
+            self.episode_return += reward
+            counted = step_done & live[t]
+            finished.extend(self.episode_return[counted].tolist())
+            self.episode_return[step_done] = 0.0
+        if c.whole_sessions and not ended.all():
+            raise RuntimeError(
+                f"whole_sessions needs every session to end within num_steps={T}: raise it to "
+                "the simulator's horizon"
+            )
+        self.obs, self.env_calls = obs, getattr(env, "calls", None)
+        self.steps += T * E
+        self.finished = finished
+        flags = {"terminated": terminated, "done": done, "live": live}
+        return Rollout(obs=store, actions=actions, **flags, **tensors)
+
+    # ------------------------------------------------------------------ 5. updates
+
+    def _learning_rate(self) -> float:
+        c = self.config
+        if not c.anneal_lr or c.total_steps is None:
+            return c.lr
+        return c.lr * max(0.0, 1.0 - self.steps / c.total_steps)
+
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """PPO's epochs of minibatch gradient steps on one rollout."""
+        c = self.config
+        r = rollout
+        advantages, returns = gae(
+            r.rewards, r.values, r.next_values, r.terminated, r.done, c.gamma, c.gae_lambda
+        )
+
+        def flat(x: torch.Tensor) -> torch.Tensor:  # [T, E, ...] -> [T·E, ...]
+            return x.reshape(-1, *x.shape[2:])
+
+        obs = {k: flat(v) for k, v in r.obs.items()}
+        batch = {
+            "actions": flat(r.actions),
+            "old_log_probs": flat(r.log_probs),
+            "advantages": flat(advantages),
+            "returns": flat(returns),
+            "old_values": flat(r.values),
+            "weights": flat(r.live).float(),
+        }
+        for group in self.optimizer.param_groups:  # learning-rate annealing
+            group["lr"] = self._learning_rate()
+        n = len(batch["actions"])
+        size = max(1, n // c.n_minibatches)
+        stats: dict[str, float] = {}
+        for epoch in range(1, c.update_epochs + 1):
+            order = torch.randperm(n, generator=self.generator, device=self.device)
+            kl_sum, batches = 0.0, 0
+            for start in range(0, n - size + 1, size):
+                index = order[start : start + size]
+                mb_obs = {k: v[index] for k, v in obs.items()}
+                mb = {k: v[index] for k, v in batch.items()}
+                valid = self.net.valid_actions(mb_obs)
+                log_probs, entropy = log_probs_and_entropy(self.net.logits(mb_obs), valid)
+                new_log_probs = log_probs.gather(1, mb["actions"][:, None])[:, 0]
+                adv = mb["advantages"]
+                if c.normalize_advantages:
+                    w = mb["weights"]
+                    mean = (adv * w).sum() / w.sum().clamp(min=1)
+                    std = (((adv - mean) ** 2 * w).sum() / w.sum().clamp(min=1)).sqrt()
+                    adv = (adv - mean) / (std + 1e-8)
+                new_values = self._value(mb_obs)
+                loss, parts = ppo_loss(
+                    new_log_probs,
+                    mb["old_log_probs"],
+                    adv,
+                    new_values,
+                    mb["old_values"],
+                    mb["returns"],
+                    entropy,
+                    clip_coef=c.clip_coef,
+                    value_clip=c.value_clip,
+                    vf_coef=c.vf_coef if c.use_critic else 0.0,
+                    ent_coef=c.ent_coef,
+                    weights=mb["weights"],
+                )
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"PPO loss became {loss.item()} at update {self.updates}: lower lr "
+                        f"(now {c.lr}) or check the rewards for NaN"
+                    )
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                self.updates += 1
+                kl_sum, batches = kl_sum + parts["approx_kl"].item(), batches + 1
+                stats = {k: v.item() for k, v in parts.items()}
+            stats["epochs"] = epoch
+            if c.target_kl is not None and kl_sum / max(batches, 1) > c.target_kl:
+                break  # the policy moved far enough from the one that collected the data
+        return stats
+
+    def train(
+        self, env, total_steps: int, *, log_every: int | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """Collect rollouts from the vector ``env`` and update on each, for ``total_steps``
+        transitions. Returns a history row per rollout: steps, sessions ended, their mean
+        return, the policy's mean entropy, the loss parts, the epochs run and the lr.
+
+        Like DQN, a second call on the same, untouched env continues its sessions.
+        """
+        c = self.config
+        if env is not self.env or getattr(env, "calls", None) != self.env_calls:
+            self.env = env
+            self.obs = env.reset(seed=c.seed + self.steps)
+            self.env_calls = getattr(env, "calls", None)
+            self.episode_return = torch.zeros(env.num_envs, device=self.device)
+        rows, end = [], self.steps + total_steps
+        bar = tqdm(total=total_steps, desc="PPO", unit="step", disable=not progress, mininterval=2)
+        while self.steps < end:
+            before = self.steps
+            rollout = self.collect(env)
+            self.last_rollout = rollout
+            stats = self.update(rollout)
+            live = rollout.live.float()
+            entropy = (rollout.entropy * live).sum().item() / live.sum().item()
+            rows.append(
+                {
+                    "step": self.steps,
+                    "episodes": len(self.finished),
+                    "return": float(np.mean(self.finished)) if self.finished else np.nan,
+                    "entropy": entropy,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    **stats,
+                }
+            )
+            bar.update(self.steps - before)
+        bar.close()
+        history = pd.DataFrame(rows)
+        if log_every:  # fewer rows: the mean of the rollouts in each window
+            history = history.groupby((history["step"] - 1) // log_every).mean()
+        return history.reset_index(drop=True)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Weights, optimiser, config, counters, the random generator and the collection state:
+        with the env restored to its state at saving, a resumed run repeats the original."""
+        collection = None
+        if self.obs is not None:
+            collection = {"obs": self.obs, "episode_return": self.episode_return}
+        torch.save(
+            {
+                "net": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "config": asdict(self.config),
+                "steps": self.steps,
+                "updates": self.updates,
+                "generator": self.generator.get_state(),
+                "collection": collection,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, network: nn.Module, *, env=None, device=None) -> PPO:
+        """Rebuild an agent saved by :meth:`save` around a network of the same shape; with
+        ``env`` (restored to its saved state) training continues its sessions exactly."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no PPO checkpoint at {path}; save one with agent.save(path)")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        agent = cls(network, PPOConfig(**state["config"]), device=device)
+        agent.net.load_state_dict(state["net"])
+        agent.optimizer.load_state_dict(state["optimizer"])
+        agent.steps, agent.updates = state["steps"], state["updates"]
+        agent.generator.set_state(state["generator"])
+        if env is not None and state["collection"] is not None:
+            agent.env, agent.env_calls = env, getattr(env, "calls", None)
+            agent.obs = {k: v.to(agent.device) for k, v in state["collection"]["obs"].items()}
+            agent.episode_return = state["collection"]["episode_return"].to(agent.device)
+        return agent
