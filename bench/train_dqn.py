@@ -93,6 +93,13 @@ def run_ours(world, config, features, evaluate, target, max_steps, eval_every, d
         device=device,
     )
     env = TorchVectorEnv(UserSimulator(world, config, batch_size=N_ENVS, seed=0, device=device))
+    return train_until(agent, env, evaluate, target, max_steps, eval_every)
+
+
+def train_until(agent, env, evaluate, target, max_steps, eval_every):
+    """Train ``agent`` (ours: DQN or PPO) in chunks of ``eval_every`` transitions until its
+    greedy policy reaches ``target``; evaluation time is not counted.
+    Returns (seconds, transitions, reached, [(transitions, seconds, return), ...])."""
     seconds, curve = 0.0, []
     while agent.steps < max_steps:
         start = time.perf_counter()

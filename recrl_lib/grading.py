@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from recrl_lib.agents.dqn import n_step_returns, td_target
+from recrl_lib.agents.ppo import gae, ppo_loss
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import TabularMDP, bellman_backup
 
@@ -259,6 +260,127 @@ def check_huber_loss(fn: Callable, trials: int = 30, seed: int = 0) -> None:
         clipped = (prediction - target).detach().clamp(-delta, delta) / len(prediction)
         if not torch.allclose(gradient, clipped, atol=1e-5):
             _fail("the gradient of the mean Huber loss should be the error clipped to ±δ, / B")
+
+
+# ----------------------------------------------------------------------------- exercise 05
+
+
+def random_rollout(rng: np.random.Generator, T: int = 8, E: int = 4) -> dict:
+    """Random rewards and values [T, E] with sessions that terminate and sessions that are cut."""
+    terminated = torch.tensor(rng.random((T, E)) < 0.2)
+    cut = torch.tensor(rng.random((T, E)) < 0.15) & ~terminated
+    return {
+        "rewards": torch.tensor(rng.normal(size=(T, E)), dtype=torch.float32),
+        "values": torch.tensor(rng.normal(size=(T, E)), dtype=torch.float32),
+        "next_values": torch.tensor(rng.normal(size=(T, E)), dtype=torch.float32),
+        "terminated": terminated,
+        "done": terminated | cut,
+    }
+
+
+def check_gae(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(rewards, values, next_values, terminated, done, gamma, lam) -> (advantages,
+    returns)``, each [T, E]."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        T, gamma, lam = int(rng.integers(1, 9)), float(rng.uniform(0.5, 1.0)), float(rng.random())
+        r = random_rollout(rng, T)
+        args = (r["rewards"], r["values"], r["next_values"], r["terminated"], r["done"])
+        advantages, returns = gae(*args, gamma, lam)
+        got = fn(*(x.clone() for x in args), gamma, lam)
+        if not isinstance(got, tuple) or len(got) != 2:
+            _fail("return two tensors: (advantages, returns), each [T, E]")
+        got_advantages, got_returns = (torch.as_tensor(x).float() for x in got)
+        if got_advantages.shape != advantages.shape:
+            _fail(f"advantages should be [T, E] = {tuple(advantages.shape)}")
+        if not torch.allclose(got_advantages, advantages, atol=1e-5):
+            wrong = {
+                "your advantages run across the end of a session: where done_t, the recursion "
+                "starts again (Â_t = δ_t)": (r["terminated"], torch.zeros_like(r["done"])),
+                "your δ bootstraps after a terminated step: a terminated session has no next "
+                "state, δ_t = r_t − V(s_t)": (torch.zeros_like(r["done"]), r["done"]),
+                "a cut (truncated) session had a future: δ_t still bootstraps from V(s_t+1); "
+                "only the recursion stops there": (r["done"], r["done"]),
+            }
+            for message, (terminated, done) in wrong.items():
+                alternative, _ = gae(args[0], args[1], args[2], terminated, done, gamma, lam)
+                if torch.allclose(got_advantages, alternative, atol=1e-5):
+                    _fail(message)
+            _fail(
+                f"Â_t = δ_t + γλ(1 − done_t)Â_t+1 with δ_t = r_t + γ(1 − terminated_t)V(s_t+1) − "
+                f"V(s_t), Â = 0 after the last step (T={T}, γ={gamma:.3f}, λ={lam:.3f})"
+            )
+        if not torch.allclose(got_returns, returns, atol=1e-5):
+            _fail("returns (the critic's targets) should be advantages + values")
+
+
+def check_ppo_loss(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(new_log_probs, old_log_probs, advantages, new_values, returns, entropy, clip_coef,
+    vf_coef, ent_coef) -> loss``, a scalar tensor; everything else is [B]."""
+    rng = np.random.default_rng(seed)
+
+    def tensor(x, grad=False):
+        return torch.tensor(x, dtype=torch.float32, requires_grad=grad)
+
+    for _ in range(trials):
+        B = 32
+        old = tensor(np.log(rng.uniform(0.05, 0.9, B)))
+        new = tensor(old.numpy() + rng.normal(0, 0.4, B), grad=True)
+        advantages, returns = tensor(rng.normal(size=B)), tensor(rng.normal(size=B))
+        new_values = tensor(rng.normal(size=B), grad=True)
+        entropy = tensor(rng.uniform(0.1, 2.0, B), grad=True)
+        clip, vf, ent = (
+            float(rng.uniform(0.1, 0.3)),
+            float(rng.uniform(0.2, 1)),
+            float(rng.uniform(0, 0.1)),
+        )
+        inputs = (new, old, advantages, new_values, returns, entropy)
+        expected, parts = ppo_loss(
+            *inputs[:4], new_values, *inputs[4:], clip_coef=clip, vf_coef=vf, ent_coef=ent
+        )  # old values = new: no value clipping here
+        got = fn(*inputs, clip, vf, ent)
+        if not torch.is_tensor(got) or got.shape != ():
+            _fail("return the loss as a scalar tensor (so that .backward() works)")
+        if not got.requires_grad:
+            _fail(
+                "your loss has no gradient: compute it with torch operations on the inputs "
+                "(no .item(), .detach() or NumPy in between)"
+            )
+        if not torch.allclose(got, expected, atol=1e-5):
+            ratio = (new - old).exp()
+            value, bonus = vf * parts["value"], ent * parts["entropy"]
+            unclipped = -(ratio * advantages).mean()
+            clipped = ratio.clamp(1 - clip, 1 + clip) * advantages
+            pessimistic = -torch.min(ratio * advantages, clipped).mean()
+            wrong = {
+                "your policy term is not clipped: −mean(min(r·A, clip(r, 1 − ε, 1 + ε)·A))": (
+                    unclipped + value - bonus
+                ),
+                "take the min of r·A and clip(r)·A, not the max: the objective is a pessimistic "
+                "bound": -torch.max(ratio * advantages, clipped).mean() + value - bonus,
+                "clipping alone is not enough: take the min of r·A and clip(r)·A, so a step "
+                "that made things worse is never clipped away": -clipped.mean() + value - bonus,
+                "the entropy bonus is subtracted (we maximise entropy): − ent_coef · mean(H)": (
+                    pessimistic + value + bonus
+                ),
+                "the value term is vf_coef · ½ · mean((V − R)²): did you forget the ½?": (
+                    pessimistic + 2 * value - bonus
+                ),
+            }
+            for message, alternative in wrong.items():
+                if torch.allclose(got, alternative, atol=1e-5):
+                    _fail(message)
+            _fail(
+                f"loss = −mean(min(r·A, clip(r, 1 ± ε)·A)) + vf_coef · ½ mean((V − R)²) − "
+                f"ent_coef · mean(H), r = exp(new − old) (ε={clip:.3f}, vf_coef={vf:.3f}, "
+                f"ent_coef={ent:.3f})"
+            )
+        wrt = (new, new_values, entropy)
+        mine = torch.autograd.grad(got, wrt, allow_unused=True)  # None: an input it never used
+        theirs = torch.autograd.grad(expected, wrt)
+        for name, a, b in zip(("new_log_probs", "new_values", "entropy"), mine, theirs):
+            if not torch.allclose(torch.zeros_like(b) if a is None else a, b, atol=1e-5):
+                _fail(f"your loss has the right value but not the right gradient in {name}")
 
 
 # ----------------------------------------------------------------------------- the self-check

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from recrl_lib.agents.ppo import clipped_surrogate
 from recrl_lib.evaluation import seed_band
 
 
@@ -47,5 +48,21 @@ def learning_curves(curves: dict, *, ax=None, xlabel: str = "", ylabel: str = ""
         (line,) = ax.plot(x, mean, label=f"{name} ({len(values)} seeds)")
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def clipped_objective(advantage: float, clip_coef: float, *, ax=None, max_ratio: float = 2.0):
+    """PPO's per-step objective min(r A, clip(r, 1 − ε, 1 + ε) A) against the ratio r, next to
+    the unclipped r A, with the trust region [1 − ε, 1 + ε] shaded."""
+    ax = ax or plt.subplots(figsize=(5, 3.2))[1]
+    ratio = torch.linspace(0.0, max_ratio, 401)
+    advantages = torch.full_like(ratio, advantage)
+    ax.plot(ratio, ratio * advantage, "--", color="grey", label="r·A (unclipped)")
+    ax.plot(ratio, clipped_surrogate(ratio, advantages, clip_coef), lw=2.5, label="clipped")
+    ax.axvspan(1 - clip_coef, 1 + clip_coef, color="tab:green", alpha=0.12, label="1 ± ε")
+    ax.axvline(1.0, color="black", lw=0.6)
+    ax.set(xlabel="probability ratio r = π_new(a|s) / π_old(a|s)", ylabel="objective")
+    ax.set_title(f"A = {advantage:+.2f}, ε = {clip_coef:.2f}")
     ax.legend(fontsize=8)
     return ax

@@ -5,9 +5,9 @@ Students, for each assignment:
 - ``ada`` submits the solutions: full marks;
 - ``ben`` submits the blank release: no marks, and the batch goes on;
 - ``cy`` solves part 1 only and edits part 2's locked test into ``pass``: exactly the points
-  that rest on part 1 — the edited test is caught (restored from the gradebook);
-- ``dee`` leaves an infinite loop in part 1 and solves the rest: the cell times out, part 1's
-  points are lost, everything else (hers and everyone's) is graded;
+  that rest on part 1 alone — the edited test is caught (restored from the gradebook);
+- ``dee`` leaves an infinite loop in part 1 and solves the rest: the cell times out, the points
+  that need part 1 are lost, everything else (hers and everyone's) is graded;
 - ``eve`` (exercise 04) passes every visible test, but her TD target returns NaN when no action
   is valid after a terminated step: only the hidden tests catch it, so they must be restored
   and counted.
@@ -40,6 +40,7 @@ EVE_TD_TARGET = """def td_target(returns, discount, next_q_online, next_q_target
 STUDENTS = {
     "ex03_q_learning": ["ada", "ben", "cy", "dee"],
     "ex04_dqn": ["ada", "ben", "cy", "dee", "eve"],
+    "ex05_ppo": ["ada", "ben", "cy", "dee"],
 }
 
 EXPECTED = {
@@ -67,6 +68,19 @@ EXPECTED = {
             "test_your_dqn_learns": 1,
         },
         "on part 1": {"test_n_step_returns", "test_n_step_on_replay"},
+    },
+    "ex05_ppo": {
+        "part 1": "gae",
+        "part 2 test": "test_ppo_loss",
+        "points": {
+            "test_gae": 3,
+            "test_ppo_loss": 3,
+            "test_gae_on_rollout": 1,
+            "test_your_ppo_learns": 1,
+        },
+        "on part 1": {"test_gae", "test_gae_on_rollout"},
+        # training uses both parts: without part 1 it fails too
+        "needs part 1": {"test_gae", "test_gae_on_rollout", "test_your_ppo_learns"},
     },
 }
 
@@ -102,7 +116,7 @@ def comparable(path: Path) -> list[dict]:
 
 
 def test_every_assignment_has_a_source_and_a_release():
-    assert ASSIGNMENTS == ["ex03_q_learning", "ex04_dqn"]
+    assert ASSIGNMENTS == ["ex03_q_learning", "ex04_dqn", "ex05_ppo"]
     for assignment in ASSIGNMENTS:
         assert (ROOT / "solutions" / assignment / f"{assignment}.ipynb").is_file()
         assert (ROOT / "exercises" / assignment / f"{assignment}.ipynb").is_file()
@@ -164,12 +178,14 @@ def test_the_round_trip_grades_every_student_exactly(course):
 
     for assignment in ASSIGNMENTS:
         points = EXPECTED[assignment]["points"]
-        on_part_1 = sum(points[g] for g in EXPECTED[assignment]["on part 1"])
+        spec = EXPECTED[assignment]
+        on_part_1 = sum(points[g] for g in spec["on part 1"])
+        needs_part_1 = sum(points[g] for g in spec.get("needs part 1", spec["on part 1"]))
         expected = {
             "ada": sum(points.values()),
             "ben": 0,
             "cy": on_part_1,
-            "dee": sum(points.values()) - on_part_1,
+            "dee": sum(points.values()) - needs_part_1,
         }
         if "eve" in STUDENTS[assignment]:
             expected["eve"] = sum(points.values()) - points["test_td_target"]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from recrl_lib import grading
 from recrl_lib.agents.dqn import n_step_returns, td_target
+from recrl_lib.agents.ppo import gae, ppo_loss
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import bellman_backup
 
@@ -139,3 +140,96 @@ def test_random_mdps_are_proper():
     mdp = grading.random_mdp(np.random.default_rng(0))
     np.testing.assert_allclose(mdp.P.sum(-1), 1.0)
     assert mdp.terminal[-1] and (mdp.P[-1, :, -1] == 1).all()
+
+
+# ----------------------------------------------------------------------------- exercise 05
+
+
+def ppo_reference(new, old, advantages, new_values, returns, entropy, clip, vf, ent):
+    loss, _ = ppo_loss(
+        new,
+        old,
+        advantages,
+        new_values,
+        new_values,
+        returns,
+        entropy,
+        clip_coef=clip,
+        vf_coef=vf,
+        ent_coef=ent,
+    )
+    return loss
+
+
+def gae_across_sessions(rewards, values, next_values, terminated, done, gamma, lam):
+    return gae(rewards, values, next_values, terminated, torch.zeros_like(done), gamma, lam)
+
+
+def gae_cut_as_terminated(rewards, values, next_values, terminated, done, gamma, lam):
+    return gae(rewards, values, next_values, done, done, gamma, lam)
+
+
+def gae_bootstrapping_after_termination(rewards, values, next_values, terminated, done, gamma, lam):
+    return gae(rewards, values, next_values, torch.zeros_like(done), done, gamma, lam)
+
+
+def gae_returns_without_values(rewards, values, next_values, terminated, done, gamma, lam):
+    advantages, _ = gae(rewards, values, next_values, terminated, done, gamma, lam)
+    return advantages, advantages
+
+
+def loss_with(policy):
+    def loss(new, old, advantages, new_values, returns, entropy, clip, vf, ent):
+        ratio = (new - old).exp()
+        value = 0.5 * ((new_values - returns) ** 2).mean()
+        return policy(ratio, advantages, clip) + vf * value - ent * entropy.mean()
+
+    return loss
+
+
+def loss_adding_entropy(new, old, advantages, new_values, returns, entropy, clip, vf, ent):
+    return ppo_reference(new, old, advantages, new_values, returns, entropy, clip, vf, 0.0) + (
+        ent * entropy.mean()
+    )
+
+
+def loss_with_a_constant_entropy_term(new, old, advantages, new_values, returns, entropy, *coefs):
+    constant = entropy.detach()  # the right value, but no gradient into the entropy
+    return ppo_reference(new, old, advantages, new_values, returns, constant, *coefs)
+
+
+def loss_without_a_gradient(*args):
+    return ppo_reference(*args).detach()
+
+
+@pytest.mark.parametrize(
+    ("check", "wrong", "message"),
+    [
+        (grading.check_gae, gae_across_sessions, "run across the end of a session"),
+        (grading.check_gae, gae_cut_as_terminated, r"a cut \(truncated\) session had a future"),
+        (grading.check_gae, gae_bootstrapping_after_termination, "bootstraps after a terminated"),
+        (grading.check_gae, gae_returns_without_values, r"advantages \+ values"),
+        (grading.check_ppo_loss, loss_with(lambda r, a, c: -(r * a).mean()), "not clipped"),
+        (
+            grading.check_ppo_loss,
+            loss_with(lambda r, a, c: -torch.max(r * a, r.clamp(1 - c, 1 + c) * a).mean()),
+            "not the max",
+        ),
+        (
+            grading.check_ppo_loss,
+            loss_with(lambda r, a, c: -(r.clamp(1 - c, 1 + c) * a).mean()),
+            "clipping alone is not enough",
+        ),
+        (grading.check_ppo_loss, loss_adding_entropy, "entropy bonus is subtracted"),
+        (grading.check_ppo_loss, loss_without_a_gradient, "no gradient"),
+        (grading.check_ppo_loss, loss_with_a_constant_entropy_term, "gradient in entropy"),
+    ],
+)
+def test_ppo_mistakes_are_named(check, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(wrong)
+
+
+def test_the_ppo_references_pass():
+    grading.check_gae(gae)
+    grading.check_ppo_loss(ppo_reference)

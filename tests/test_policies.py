@@ -13,8 +13,10 @@ import torch
 
 from recrl_lib.agents import (
     DQN,
+    PPO,
     DQNConfig,
     Policy,
+    RecActorCritic,
     RecQNetwork,
     greedy_oracle,
     most_popular,
@@ -49,6 +51,12 @@ def dqn_policy() -> Policy:
     return DQN(network, DQNConfig(), device="cpu").policy()
 
 
+def ppo_policy(greedy: bool) -> Policy:
+    torch.manual_seed(0)
+    network = RecActorCritic(ItemTable(N_ITEMS, dim=8, text_vectors=torch.randn(N_ITEMS, 6)))
+    return PPO(network, device="cpu").policy(greedy=greedy)
+
+
 def non_oracles(stats) -> dict[str, callable]:
     """Every non-oracle policy of the course, made fresh (random draws repeat per seed)."""
     return {
@@ -56,6 +64,8 @@ def non_oracles(stats) -> dict[str, callable]:
         "most popular": lambda: most_popular(stats),
         "population planner": lambda: population_planner(stats),
         "DQN": dqn_policy,
+        "PPO": lambda: ppo_policy(greedy=True),
+        "PPO, sampled": lambda: ppo_policy(greedy=False),
     }
 
 

@@ -14,3 +14,24 @@ def test_explorer_updates_on_pick_and_k():
     assert "<b>C</b>" in table.value and ">D<" in table.value
     k.value = 3
     assert table.value.count("<tr>") == 4  # header + 3 neighbours
+
+
+def test_clipped_objective_plot_is_the_librarys_surrogate_and_the_explorer_reacts():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from recrl_lib.plotting import clipped_objective
+    from recrl_lib.widgets import clipped_objective_explorer
+
+    ax = clipped_objective(advantage=-1.5, clip_coef=0.2)
+    ratio, objective = (np.asarray(a) for a in ax.lines[1].get_data())
+    # independent: A < 0 -> max(r, 1 − ε)·A
+    np.testing.assert_allclose(objective, np.maximum(ratio, 0.8) * -1.5, rtol=1e-6)
+    a, eps, summary, _ = clipped_objective_explorer(advantage=1.0, clip_coef=0.2).children
+    assert "r = 1.20" in summary.value
+    eps.value = 0.3
+    assert "r = 1.30" in summary.value
+    a.value = -1.0
+    assert "A < 0" in summary.value and "r = 0.70" in summary.value

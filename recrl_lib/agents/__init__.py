@@ -1,4 +1,4 @@
-"""Agents: one protocol for every policy, baselines and oracles, tabular Q-learning, DQN."""
+"""Agents: one protocol for every policy, baselines and oracles, tabular Q-learning, DQN, PPO."""
 
 from recrl_lib.agents.baselines import (
     Policy,
@@ -9,6 +9,7 @@ from recrl_lib.agents.baselines import (
     random_policy,
 )
 from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork
+from recrl_lib.agents.ppo import PPO, MLPActorCritic, PPOConfig, RecActorCritic
 from recrl_lib.agents.rollout import evaluate_policy
 from recrl_lib.agents.schedules import EpsilonSchedule
 from recrl_lib.agents.tabular import q_learning, sarsa, td_control
@@ -17,8 +18,12 @@ __all__ = [
     "DQN",
     "DQNConfig",
     "EpsilonSchedule",
+    "MLPActorCritic",
     "MLPQNetwork",
+    "PPO",
+    "PPOConfig",
     "Policy",
+    "RecActorCritic",
     "RecQNetwork",
     "evaluate_policy",
     "greedy_oracle",

@@ -7,7 +7,7 @@ Read top to bottom; each implementation detail is one named line (the list follo
    valid items (like DQN's head, so it can score items it never trained on), and a critic
    v(s). The actor and the critic have **separate trunks** (Andrychowicz et al., 2021: sharing
    lets the value loss pull the policy's features around). ``MLPActorCritic`` is the plain
-   version for any ``Box`` observation. **Orthogonal initialisation** throughout.
+   version for any ``Box`` observation. **Orthogonal initialisation** of every MLP layer.
 2. **Rollouts** of ``num_steps`` batched steps of a ``TorchVectorEnv``: observations, actions,
    log-probabilities, values, rewards, and the value of where each step led.
 3. **GAE(λ)** (``gae``): advantages that stop at a terminated step and bootstrap a cut one.
@@ -23,7 +23,6 @@ without the critic as a baseline.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -88,7 +87,8 @@ class RecActorCritic(nn.Module):
     actor:  logits(s, a) = f(s) · x_a over valid items (not in the session log, allowed)  [B, N]
     critic: v(s)                                                                          [B]
 
-    The critic gets its own copy of the item table (its own projection of the same features).
+    The critic reads the actor's item vectors without their gradient: the value loss trains
+    the critic's own encoder and MLP, never the policy's parameters.
     """
 
     def __init__(
@@ -101,10 +101,10 @@ class RecActorCritic(nn.Module):
         hidden: int = 128,
     ):
         super().__init__()
-        self.items, self.critic_items = items, copy.deepcopy(items)
+        self.items = items
         # The policy's last layer starts near zero (gain 0.01): every item about equally likely.
         self.actor = _SessionTrunk(items, history, window, n_features, hidden, items.dim, 0.01)
-        self.critic = _SessionTrunk(self.critic_items, history, window, n_features, hidden, 1, 1.0)
+        self.critic = _SessionTrunk(items, history, window, n_features, hidden, 1, 1.0)
         self.register_buffer("allowed", torch.ones(items.n_items, dtype=torch.bool))
 
     @property
@@ -127,13 +127,20 @@ class RecActorCritic(nn.Module):
         """[B, N] bool: allowed items not in the observed session log."""
         return self.allowed & ~shown_items(obs, self.n_actions)
 
-    def logits(self, obs: Observation) -> torch.Tensor:
-        """[B, N]: unnormalised log-probabilities, before masking."""
-        table = self.items.all()
+    def item_vectors(self) -> torch.Tensor:
+        """[N, dim]: every item's vector x_a. Compute it once per rollout or minibatch and pass
+        it to ``logits`` and ``value``: projecting the catalogue is the costly part."""
+        return self.items.all()
+
+    def logits(self, obs: Observation, table: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, N]: unnormalised log-probabilities f(s) · x_a, before masking."""
+        table = self.item_vectors() if table is None else table
         return self.actor(obs, table) @ table.T
 
-    def value(self, obs: Observation) -> torch.Tensor:
-        return self.critic(obs, self.critic_items.all())[:, 0]
+    def value(self, obs: Observation, table: torch.Tensor | None = None) -> torch.Tensor:
+        """[B]: v(s); the item vectors reach the critic without their gradient."""
+        table = self.item_vectors() if table is None else table
+        return self.critic(obs, table.detach())[:, 0]
 
 
 class MLPActorCritic(nn.Module):
@@ -157,11 +164,21 @@ class MLPActorCritic(nn.Module):
         x = obs["obs"]
         return torch.ones(x.shape[0], self.n_actions, dtype=torch.bool, device=x.device)
 
-    def logits(self, obs: Observation) -> torch.Tensor:
+    def item_vectors(self) -> None:  # no item table: actions are plain indices
+        return None
+
+    def logits(self, obs: Observation, table: None = None) -> torch.Tensor:
         return self.actor(obs["obs"])
 
-    def value(self, obs: Observation) -> torch.Tensor:
+    def value(self, obs: Observation, table: None = None) -> torch.Tensor:
         return self.critic(obs["obs"])[:, 0]
+
+
+def sample(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row from the categorical π = exp(log_probs) [B, N] -> [B]: the Gumbel-max
+    trick, argmax(log π + g) with g = −log(−log u), u ~ U(0, 1); items with π = 0 never win."""
+    u = torch.rand(log_probs.shape, generator=generator, device=log_probs.device)
+    return (log_probs - torch.log(-torch.log(u))).argmax(-1)
 
 
 def log_probs_and_entropy(
@@ -200,8 +217,8 @@ def gae(
 
     λ = 0 gives the one-step TD advantage; λ = 1 the Monte-Carlo return minus V(s_t).
     """
-    not_terminated = 1.0 - terminated.float()
-    continues = 1.0 - done.float()
+    not_terminated = 1.0 - terminated.to(rewards.dtype)
+    continues = 1.0 - done.to(rewards.dtype)
     deltas = rewards + gamma * not_terminated * next_values - values
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[0])
@@ -212,6 +229,20 @@ def gae(
 
 
 # ----------------------------------------------------------------------------- 4. the loss
+
+
+def clipped_surrogate(
+    ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float | None
+) -> torch.Tensor:
+    """Per step: min(r A, clip(r, 1 − ε, 1 + ε) A); without ε (None), r A.
+
+    The min makes it a pessimistic bound: a step gains nothing from pushing r past 1 + ε when
+    A > 0 (or below 1 − ε when A < 0), so its gradient there is zero — but a step that made
+    things worse is never clipped away.
+    """
+    if clip_coef is None:
+        return ratio * advantages
+    return torch.min(ratio * advantages, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages)
 
 
 def ppo_loss(
@@ -249,11 +280,7 @@ def ppo_loss(
 
     log_ratio = new_log_probs - old_log_probs
     ratio = log_ratio.exp()
-    if clip_coef is None:
-        policy = -mean(ratio * advantages)
-    else:
-        clipped = ratio.clamp(1 - clip_coef, 1 + clip_coef)
-        policy = -mean(torch.min(ratio * advantages, clipped * advantages))
+    policy = -mean(clipped_surrogate(ratio, advantages, clip_coef))
     if value_clip is None:
         value = 0.5 * mean((new_values - returns) ** 2)
     else:
@@ -295,7 +322,7 @@ class PPOConfig:
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     use_critic: bool = True  # False: no value function (REINFORCE without a baseline)
-    max_grad_norm: float = 0.5  # global gradient-norm clipping
+    max_grad_norm: float | None = 0.5  # global gradient-norm clipping; None: off
     target_kl: float | None = 0.02  # stop a rollout's epochs once the approximate KL passes it
     whole_sessions: bool = False  # each rollout starts new sessions and keeps only whole ones
     seed: int = 0
@@ -313,9 +340,11 @@ class PPOConfig:
     @classmethod
     def reinforce(cls, baseline: bool, **overrides) -> PPOConfig:
         """REINFORCE (Williams, 1992): one gradient step per rollout of whole sessions on the
-        Monte-Carlo return (λ = 1), no clipping, no normalisation, no entropy bonus — with the
-        critic as a baseline (A = G − V(s)) or without (A = G)."""
+        Monte-Carlo return (λ = 1), no ratio clipping, no advantage normalisation, no entropy
+        bonus, no gradient clipping, no KL stop — with the critic as a baseline (A = G − V(s))
+        or without (A = G)."""
         settings = dict(
+            max_grad_norm=None,
             gae_lambda=1.0,
             update_epochs=1,
             n_minibatches=1,
@@ -348,6 +377,11 @@ class Rollout:
 class PPO:
     """A PPO (or REINFORCE) agent: ``train(env, steps)``, ``act(obs)``, ``policy()``, ``save``."""
 
+    # The two formulas exercise 05 asks learners to write: assign your own functions to an
+    # agent (``agent.gae = mine``) to train with them.
+    gae = staticmethod(gae)
+    loss = staticmethod(ppo_loss)
+
     def __init__(self, network: nn.Module, config: PPOConfig | None = None, *, device=None):
         self.config = config or PPOConfig()
         self.device = torch.device(device) if device is not None else get_device()
@@ -363,10 +397,10 @@ class PPO:
 
     # ------------------------------------------------------------------ acting
 
-    def _value(self, obs: Observation) -> torch.Tensor:
+    def _value(self, obs: Observation, table: torch.Tensor | None = None) -> torch.Tensor:
         if not self.config.use_critic:
             return torch.zeros(obs[next(iter(obs))].shape[0], device=self.device)
-        return self.net.value(obs)
+        return self.net.value(obs, table)
 
     @torch.no_grad()
     def act(self, obs: Observation, greedy: bool = False) -> torch.Tensor:
@@ -374,7 +408,7 @@ class PPO:
         log_probs, _ = log_probs_and_entropy(self.net.logits(obs), self.net.valid_actions(obs))
         if greedy:
             return log_probs.argmax(1)
-        return torch.multinomial(log_probs.exp(), 1, generator=self.generator)[:, 0]
+        return sample(log_probs, self.generator)
 
     def policy(self, name: str = "PPO", greedy: bool = True) -> Policy:
         """The policy in the course's protocol: its most likely item (``greedy``), or a draw."""
@@ -394,8 +428,9 @@ class PPO:
     def collect(self, env) -> Rollout:
         """``num_steps`` batched steps from the current observations (or fresh sessions)."""
         c, T, E = self.config, self.config.num_steps, env.num_envs
-        if c.whole_sessions:  # every session starts here; steps after its end do not count
+        if c.whole_sessions or self.obs is None:  # whole sessions: every one starts here
             self.obs = env.reset(seed=c.seed + self.steps)
+            self.episode_return = torch.zeros(E, device=self.device)
         obs = self.obs
         store = {
             k: torch.zeros((T, *v.shape), dtype=v.dtype, device=self.device) for k, v in obs.items()
@@ -407,13 +442,14 @@ class PPO:
         done = torch.zeros_like(terminated)
         live = torch.ones_like(terminated)
         ended = torch.zeros(E, dtype=torch.bool, device=self.device)
-        finished, value = [], self._value(obs)
+        table = self.net.item_vectors()  # the policy does not change during a rollout
+        finished, value = [], self._value(obs, table)
         for t in range(T):
             for k, v in obs.items():
                 store[k][t] = v
             valid = self.net.valid_actions(obs)
-            log_probs, entropy = log_probs_and_entropy(self.net.logits(obs), valid)
-            action = torch.multinomial(log_probs.exp(), 1, generator=self.generator)[:, 0]
+            log_probs, entropy = log_probs_and_entropy(self.net.logits(obs, table), valid)
+            action = sample(log_probs, self.generator)
             tensors["log_probs"][t] = log_probs.gather(1, action[:, None])[:, 0]
             tensors["entropy"][t], tensors["values"][t] = entropy, value
             obs, next_obs, reward, term, trunc = env.step(action)
@@ -426,10 +462,10 @@ class PPO:
             # The value of where each step led. Where a session ended, `obs` is already the
             # next user's: a cut session bootstraps from its own last observation instead
             # (a terminated one needs no value at all).
-            value = self._value(obs)
+            value = self._value(obs, table)
             next_value = value
             if trunc.any():
-                next_value = torch.where(trunc, self._value(next_obs), value)
+                next_value = torch.where(trunc, self._value(next_obs, table), value)
             tensors["next_values"][t] = next_value
             self.episode_return += reward
             counted = step_done & live[t]
@@ -448,17 +484,19 @@ class PPO:
 
     # ------------------------------------------------------------------ 5. updates
 
-    def _learning_rate(self) -> float:
+    def _learning_rate(self, collected_before: int) -> float:
+        """lr · (1 − steps collected before this rollout / total_steps): the first update runs
+        at the full rate, the last one above zero."""
         c = self.config
         if not c.anneal_lr or c.total_steps is None:
             return c.lr
-        return c.lr * max(0.0, 1.0 - self.steps / c.total_steps)
+        return c.lr * max(0.0, 1.0 - collected_before / c.total_steps)
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """PPO's epochs of minibatch gradient steps on one rollout."""
         c = self.config
         r = rollout
-        advantages, returns = gae(
+        advantages, returns = self.gae(
             r.rewards, r.values, r.next_values, r.terminated, r.done, c.gamma, c.gae_lambda
         )
 
@@ -475,7 +513,7 @@ class PPO:
             "weights": flat(r.live).float(),
         }
         for group in self.optimizer.param_groups:  # learning-rate annealing
-            group["lr"] = self._learning_rate()
+            group["lr"] = self._learning_rate(self.steps - r.actions.numel())
         n = len(batch["actions"])
         size = max(1, n // c.n_minibatches)
         stats: dict[str, float] = {}
@@ -486,8 +524,9 @@ class PPO:
                 index = order[start : start + size]
                 mb_obs = {k: v[index] for k, v in obs.items()}
                 mb = {k: v[index] for k, v in batch.items()}
+                table = self.net.item_vectors()
                 valid = self.net.valid_actions(mb_obs)
-                log_probs, entropy = log_probs_and_entropy(self.net.logits(mb_obs), valid)
+                log_probs, entropy = log_probs_and_entropy(self.net.logits(mb_obs, table), valid)
                 new_log_probs = log_probs.gather(1, mb["actions"][:, None])[:, 0]
                 adv = mb["advantages"]
                 if c.normalize_advantages:
@@ -495,8 +534,8 @@ class PPO:
                     mean = (adv * w).sum() / w.sum().clamp(min=1)
                     std = (((adv - mean) ** 2 * w).sum() / w.sum().clamp(min=1)).sqrt()
                     adv = (adv - mean) / (std + 1e-8)
-                new_values = self._value(mb_obs)
-                loss, parts = ppo_loss(
+                new_values = self._value(mb_obs, table)
+                loss, parts = self.loss(
                     new_log_probs,
                     mb["old_log_probs"],
                     adv,
@@ -517,7 +556,8 @@ class PPO:
                     )
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+                if c.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 self.updates += 1
                 kl_sum, batches = kl_sum + parts["approx_kl"].item(), batches + 1
@@ -528,11 +568,19 @@ class PPO:
         return stats
 
     def train(
-        self, env, total_steps: int, *, log_every: int | None = None, progress: bool = True
+        self,
+        env,
+        total_steps: int,
+        *,
+        log_every: int | None = None,
+        on_rollout=None,
+        progress: bool = True,
     ) -> pd.DataFrame:
         """Collect rollouts from the vector ``env`` and update on each, for ``total_steps``
         transitions. Returns a history row per rollout: steps, sessions ended, their mean
-        return, the policy's mean entropy, the loss parts, the epochs run and the lr.
+        return, the policy's mean entropy, the loss parts, the epochs run and the lr —
+        plus whatever ``on_rollout(agent, rollout)`` returns as a dict (a diagnostic hook: it
+        runs after the update and must not change the agent).
 
         Like DQN, a second call on the same, untouched env continues its sessions.
         """
@@ -551,6 +599,7 @@ class PPO:
             stats = self.update(rollout)
             live = rollout.live.float()
             entropy = (rollout.entropy * live).sum().item() / live.sum().item()
+            extra = on_rollout(self, rollout) if on_rollout is not None else {}
             rows.append(
                 {
                     "step": self.steps,
@@ -559,6 +608,7 @@ class PPO:
                     "entropy": entropy,
                     "lr": self.optimizer.param_groups[0]["lr"],
                     **stats,
+                    **extra,
                 }
             )
             bar.update(self.steps - before)
@@ -567,6 +617,19 @@ class PPO:
         if log_every:  # fewer rows: the mean of the rollouts in each window
             history = history.groupby((history["step"] - 1) // log_every).mean()
         return history.reset_index(drop=True)
+
+    def policy_gradient(self, rollout: Rollout, advantages: torch.Tensor) -> torch.Tensor:
+        """The vanilla policy-gradient estimate ∇θ mean_t[log π(a_t|s_t) A_t] over the rollout's
+        counted steps, as one flat vector of the policy's parameters (to study its variance)."""
+        obs = {k: v.reshape(-1, *v.shape[2:]) for k, v in rollout.obs.items()}
+        log_probs, _ = log_probs_and_entropy(self.net.logits(obs), self.net.valid_actions(obs))
+        taken = log_probs.gather(1, rollout.actions.reshape(-1, 1))[:, 0]
+        weights = rollout.live.reshape(-1).float()
+        objective = (taken * advantages.reshape(-1) * weights).sum() / weights.sum()
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(objective, params, allow_unused=True)
+        flat = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        return torch.cat([g.flatten() for g in flat])
 
     # ------------------------------------------------------------------ checkpoints
 
