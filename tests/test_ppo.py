@@ -345,3 +345,13 @@ def test_a_cut_session_bootstraps_from_its_own_last_observation_not_the_next_use
     torch.testing.assert_close(rollout.next_values[2], at[3.0])  # not V(obs = 0)
     torch.testing.assert_close(rollout.next_values[0], at[1.0])
     torch.testing.assert_close(rollout.next_values[1], at[2.0])
+
+
+def test_a_sampled_policy_draws_valid_items_from_its_own_generator():
+    agent, env = tiny_world_agent()
+    before = agent.generator.get_state()
+    obs = env.reset(seed=0)
+    draws = [agent.policy(greedy=False, seed=3)(obs) for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])  # same seed, same draws
+    assert agent.net.valid_actions(obs).gather(1, draws[0][:, None]).all()
+    assert torch.equal(agent.generator.get_state(), before)  # training's stream untouched

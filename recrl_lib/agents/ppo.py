@@ -323,8 +323,12 @@ class PPOConfig:
     vf_coef: float = 0.5
     use_critic: bool = True  # False: no value function (REINFORCE without a baseline)
     max_grad_norm: float | None = 0.5  # global gradient-norm clipping; None: off
-    target_kl: float | None = 0.02  # stop a rollout's epochs once the approximate KL passes it
-    whole_sessions: bool = False  # each rollout starts new sessions and keeps only whole ones
+    # Stop a rollout's epochs once the mean approximate KL of an epoch's minibatches passes it
+    # (checked after each epoch; the first minibatch of epoch 1 always measures 0).
+    target_kl: float | None = 0.02
+    # Each rollout starts new sessions and keeps only whole ones: steps after a session ended
+    # are not learned from, but still count in the budget (so set num_steps near the horizon).
+    whole_sessions: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -410,15 +414,20 @@ class PPO:
             return log_probs.argmax(1)
         return sample(log_probs, self.generator)
 
-    def policy(self, name: str = "PPO", greedy: bool = True) -> Policy:
-        """The policy in the course's protocol: its most likely item (``greedy``), or a draw."""
+    def policy(self, name: str = "PPO", greedy: bool = True, seed: int = 0) -> Policy:
+        """The policy in the course's protocol: its most likely item (``greedy``), or a draw
+        from π with its own generator (``seed``), so evaluating it leaves training untouched.
+        A sampled policy's ``rank`` is not meaningful: only the drawn item scores."""
         n_items = self.net.n_actions
         if greedy:
             return Policy(name, self.net.logits, n_items, valid=self.net.valid_actions)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
 
+        @torch.no_grad()
         def sampled_scores(obs: Observation) -> torch.Tensor:  # the drawn item scores highest
-            scores = torch.zeros(obs[next(iter(obs))].shape[0], n_items, device=self.device)
-            return scores.scatter_(1, self.act(obs)[:, None], 1.0)
+            log_probs, _ = log_probs_and_entropy(self.net.logits(obs), self.net.valid_actions(obs))
+            drawn = sample(log_probs, generator)
+            return torch.zeros_like(log_probs).scatter_(1, drawn[:, None], 1.0)
 
         return Policy(name, sampled_scores, n_items, valid=self.net.valid_actions)
 
