@@ -33,32 +33,22 @@ from tqdm.auto import tqdm
 
 from recrl_lib.agents.baselines import Policy
 from recrl_lib.agents.schedules import EpsilonSchedule
+from recrl_lib.agents.session import ItemMask, SessionReader
 from recrl_lib.device import get_device
-from recrl_lib.encoders.history import (
-    GRUHistoryEncoder,
-    ItemTable,
-    MeanHistoryEncoder,
-    TransformerHistoryEncoder,
-)
-from recrl_lib.envs.simulator import shown_items
+from recrl_lib.encoders.history import ItemTable
 
 # ----------------------------------------------------------------------------- 1. Q-networks
 
-HISTORY_ENCODERS = {
-    "mean": MeanHistoryEncoder,
-    "gru": GRUHistoryEncoder,
-    "transformer": TransformerHistoryEncoder,
-}
 
-
-class RecQNetwork(nn.Module):
+class RecQNetwork(ItemMask):
     """Q-values of every item from the observed session: obs -> [B, N].
 
     h      = HistoryEncoder(last ``window`` items, responses = (click, rating), mask)  [B, D]
     f(s)   = MLP([h, step, session totals (, user features)])  ·  x_a = ItemTable(a)   [B, N]
     Q(s,a) = v(s) + f(s) · x_a
 
-    Valid actions: allowed items not in the observed session log (no repeats).
+    Valid actions: allowed items (``restrict_to``, e.g. train on a warm catalogue, then test on
+    cold items) not in the observed session log (no repeats).
     """
 
     def __init__(
@@ -70,35 +60,14 @@ class RecQNetwork(nn.Module):
         n_features: int = 0,
         hidden: int = 128,
     ):
-        super().__init__()
-        if history not in HISTORY_ENCODERS:
-            raise ValueError(f"history must be one of {sorted(HISTORY_ENCODERS)}, got {history!r}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1 step, got {window}")
-        self.items, self.window, self.n_features = items, window, n_features
-        self.encoder = HISTORY_ENCODERS[history](items, n_responses=2)
+        super().__init__(items.n_items)
+        self.items = items
+        self.reader = SessionReader(items, history, window, n_features)
         self.mlp = nn.Sequential(
-            nn.Linear(items.dim + 4 + n_features, hidden),
+            nn.Linear(self.reader.out_dim, hidden),
             nn.ReLU(),
             nn.Linear(hidden, items.dim + 1),
         )
-        # Items the network may recommend (see ``restrict_to``): all of them by default.
-        self.register_buffer("allowed", torch.ones(items.n_items, dtype=torch.bool))
-
-    def restrict_to(self, allowed: torch.Tensor | None) -> None:
-        """Recommend only items where ``allowed`` ([N] bool) is True; ``None`` allows all.
-
-        E.g. train on a warm catalogue, then restrict to cold items to test generalisation.
-        """
-        if allowed is None:
-            self.allowed.fill_(True)
-            return
-        if allowed.shape != self.allowed.shape or allowed.dtype != torch.bool:
-            got = f"{allowed.dtype} {tuple(allowed.shape)}"
-            raise ValueError(f"allowed must be a [{self.items.n_items}] bool tensor, got {got}")
-        if not allowed.any():
-            raise ValueError("allowed must let at least one item through")
-        self.allowed.copy_(allowed.to(self.allowed.device))
 
     def forward(
         self, obs: dict[str, torch.Tensor], table: torch.Tensor | None = None
@@ -107,24 +76,9 @@ class RecQNetwork(nn.Module):
         caller already computed it with the same weights."""
         if table is None:
             table = self.items.all()  # computed once for the history and the scores
-        w = self.window
-        responses = torch.stack([obs["clicks"][:, -w:], obs["ratings"][:, -w:]], dim=-1)
-        h = self.encoder(obs["items"][:, -w:], obs["mask"][:, -w:], responses, table=table)
-        inputs = [h, obs["step"], obs["session"]]
-        if self.n_features:
-            if "features" not in obs:
-                raise KeyError(
-                    "this network reads user features: build the simulator with "
-                    "SimulatorConfig(observe_features=True), or the network with n_features=0"
-                )
-            inputs.append(obs["features"])
-        out = self.mlp(torch.cat(inputs, dim=-1))
+        out = self.mlp(self.reader(obs, table))
         value, query = out[:, :1], out[:, 1:]
         return value + query @ table.T
-
-    def valid_actions(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[B, N] bool: allowed items not in the observed session log."""
-        return self.allowed & ~shown_items(obs, self.items.n_items)
 
 
 class MLPQNetwork(nn.Module):

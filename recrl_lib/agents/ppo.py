@@ -34,10 +34,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recrl_lib.agents.baselines import Policy
-from recrl_lib.agents.dqn import HISTORY_ENCODERS
+from recrl_lib.agents.session import ItemMask, SessionReader
 from recrl_lib.device import get_device
 from recrl_lib.encoders.history import ItemTable
-from recrl_lib.envs.simulator import shown_items
 
 Observation = dict[str, torch.Tensor]
 
@@ -52,36 +51,22 @@ def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) 
 
 
 class _SessionTrunk(nn.Module):
-    """The last ``window`` steps of the log + step + session totals (+ features) -> [B, out]."""
+    """The observed session (``SessionReader``) -> a tanh MLP -> [B, out]."""
 
     def __init__(self, items, history, window, n_features, hidden, out, out_gain):
         super().__init__()
-        if history not in HISTORY_ENCODERS:
-            raise ValueError(f"history must be one of {sorted(HISTORY_ENCODERS)}, got {history!r}")
-        self.items, self.window, self.n_features = items, window, n_features
-        self.encoder = HISTORY_ENCODERS[history](items, n_responses=2)
+        self.reader = SessionReader(items, history, window, n_features)
         self.mlp = nn.Sequential(
-            layer_init(nn.Linear(items.dim + 4 + n_features, hidden)),
+            layer_init(nn.Linear(self.reader.out_dim, hidden)),
             nn.Tanh(),
             layer_init(nn.Linear(hidden, out), gain=out_gain),
         )
 
     def forward(self, obs: Observation, table: torch.Tensor) -> torch.Tensor:
-        w = self.window
-        responses = torch.stack([obs["clicks"][:, -w:], obs["ratings"][:, -w:]], dim=-1)
-        h = self.encoder(obs["items"][:, -w:], obs["mask"][:, -w:], responses, table=table)
-        inputs = [h, obs["step"], obs["session"]]
-        if self.n_features:
-            if "features" not in obs:
-                raise KeyError(
-                    "this network reads user features: build the simulator with "
-                    "SimulatorConfig(observe_features=True), or the network with n_features=0"
-                )
-            inputs.append(obs["features"])
-        return self.mlp(torch.cat(inputs, dim=-1))
+        return self.mlp(self.reader(obs, table))
 
 
-class RecActorCritic(nn.Module):
+class RecActorCritic(ItemMask):
     """A policy over every item and a value, from the observed session (separate trunks).
 
     actor:  logits(s, a) = f(s) · x_a over valid items (not in the session log, allowed)  [B, N]
@@ -100,32 +85,15 @@ class RecActorCritic(nn.Module):
         n_features: int = 0,
         hidden: int = 128,
     ):
-        super().__init__()
+        super().__init__(items.n_items)  # valid actions: allowed (``restrict_to``), not shown
         self.items = items
         # The policy's last layer starts near zero (gain 0.01): every item about equally likely.
         self.actor = _SessionTrunk(items, history, window, n_features, hidden, items.dim, 0.01)
         self.critic = _SessionTrunk(items, history, window, n_features, hidden, 1, 1.0)
-        self.register_buffer("allowed", torch.ones(items.n_items, dtype=torch.bool))
 
     @property
     def n_actions(self) -> int:
         return self.items.n_items
-
-    def restrict_to(self, allowed: torch.Tensor | None) -> None:
-        """Recommend only items where ``allowed`` ([N] bool) is True; ``None`` allows all."""
-        if allowed is None:
-            self.allowed.fill_(True)
-            return
-        if allowed.shape != self.allowed.shape or allowed.dtype != torch.bool:
-            got = f"{allowed.dtype} {tuple(allowed.shape)}"
-            raise ValueError(f"allowed must be a [{self.n_actions}] bool tensor, got {got}")
-        if not allowed.any():
-            raise ValueError("allowed must let at least one item through")
-        self.allowed.copy_(allowed.to(self.allowed.device))
-
-    def valid_actions(self, obs: Observation) -> torch.Tensor:
-        """[B, N] bool: allowed items not in the observed session log."""
-        return self.allowed & ~shown_items(obs, self.n_actions)
 
     def item_vectors(self) -> torch.Tensor:
         """[N, dim]: every item's vector x_a. Compute it once per rollout or minibatch and pass

@@ -1,0 +1,80 @@
+"""What a recommender's networks read from an observed session, shared by DQN and PPO.
+
+``SessionReader`` turns the last ``window`` steps of the session log (items, clicks, ratings),
+the step, the session's totals and optional user features into one input vector for an MLP;
+``ItemMask`` is the set of items a network may recommend (``restrict_to``: train on a warm
+catalogue, test on cold items) and, with the session log, its valid actions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recrl_lib.encoders.history import (
+    GRUHistoryEncoder,
+    ItemTable,
+    MeanHistoryEncoder,
+    TransformerHistoryEncoder,
+)
+from recrl_lib.envs.simulator import shown_items
+
+HISTORY_ENCODERS = {
+    "mean": MeanHistoryEncoder,
+    "gru": GRUHistoryEncoder,
+    "transformer": TransformerHistoryEncoder,
+}
+
+
+class SessionReader(nn.Module):
+    """obs -> [B, D + 4 + n_features]: the history encoder's state h of the last ``window``
+    steps (items with their (click, rating) responses) ‖ step ‖ session totals (‖ features)."""
+
+    def __init__(self, items: ItemTable, history: str, window: int, n_features: int):
+        super().__init__()
+        if history not in HISTORY_ENCODERS:
+            raise ValueError(f"history must be one of {sorted(HISTORY_ENCODERS)}, got {history!r}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1 step, got {window}")
+        self.window, self.n_features = window, n_features
+        self.out_dim = items.dim + 4 + n_features
+        self.encoder = HISTORY_ENCODERS[history](items, n_responses=2)
+
+    def forward(self, obs: dict[str, torch.Tensor], table: torch.Tensor) -> torch.Tensor:
+        """``table``: [N, D], the item vectors (``items.all()``) the history is read with."""
+        w = self.window
+        responses = torch.stack([obs["clicks"][:, -w:], obs["ratings"][:, -w:]], dim=-1)
+        h = self.encoder(obs["items"][:, -w:], obs["mask"][:, -w:], responses, table=table)
+        inputs = [h, obs["step"], obs["session"]]
+        if self.n_features:
+            if "features" not in obs:
+                raise KeyError(
+                    "this network reads user features: build the simulator with "
+                    "SimulatorConfig(observe_features=True), or the network with n_features=0"
+                )
+            inputs.append(obs["features"])
+        return torch.cat(inputs, dim=-1)
+
+
+class ItemMask(nn.Module):
+    """The items a network may recommend ([N] bool buffer ``allowed``; all by default)."""
+
+    def __init__(self, n_items: int):
+        super().__init__()
+        self.register_buffer("allowed", torch.ones(n_items, dtype=torch.bool))
+
+    def restrict_to(self, allowed: torch.Tensor | None) -> None:
+        """Recommend only items where ``allowed`` ([N] bool) is True; ``None`` allows all."""
+        if allowed is None:
+            self.allowed.fill_(True)
+            return
+        if allowed.shape != self.allowed.shape or allowed.dtype != torch.bool:
+            got = f"{allowed.dtype} {tuple(allowed.shape)}"
+            raise ValueError(f"allowed must be a [{len(self.allowed)}] bool tensor, got {got}")
+        if not allowed.any():
+            raise ValueError("allowed must let at least one item through")
+        self.allowed.copy_(allowed.to(self.allowed.device))
+
+    def valid_actions(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, N] bool: allowed items not in the observed session log (no repeats)."""
+        return self.allowed & ~shown_items(obs, len(self.allowed))
