@@ -27,8 +27,8 @@ def evaluate_policy(
     same users and the same random numbers for as long as their actions agree, so their
     results pair up row by row. Returns one row per session: ``user``, ``round``, ``return``
     (clicks), ``length`` (steps), ``mean_rating`` (of clicked items; NaN without a click),
-    ``clickbait`` (share of
-    the session's recommendations that were clickbait: a diagnostic read from the world).
+    ``clickbait`` (share of the session's recommendations that were clickbait: a diagnostic
+    read from the world).
     """
     rows = []
     for round_ in range(n_rounds):
