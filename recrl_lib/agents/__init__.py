@@ -1,4 +1,5 @@
-"""Agents: one protocol for every policy, baselines and oracles, tabular Q-learning, DQN, PPO."""
+"""Agents: one protocol for every policy, baselines and oracles, tabular Q-learning, DQN, PPO,
+meta-RL (``recrl_lib.agents.meta``)."""
 
 from recrl_lib.agents.baselines import (
     Policy,

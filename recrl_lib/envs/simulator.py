@@ -20,6 +20,8 @@ Long-term dynamics make click-chasing lose to planning:
 A session ends when the budget reaches 0 or after ``horizon`` steps. Both ends are part of the
 task (the step count is in the observation), so both are reported as ``terminated``;
 ``truncated`` is left for limits imposed from outside, such as Gymnasium's ``TimeLimit``.
+Users can come back: ``new_session`` starts another session of the same users (budget and
+satiation reset; the hidden vector, with its drift, carries over).
 
 The user's vector, satiation and budget stay hidden; the observation is the session's log.
 """
@@ -181,6 +183,18 @@ class UserSimulator:
             self.user_ids[rows] = users
             self.user_vectors[rows] = self.world.user_vectors[users]
             self.features[rows] = self.world.user_features[users]
+        return self.new_session(rows)
+
+    def new_session(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The same users come back for a new session in ``rows`` ([B] bool, default all).
+
+        Budget, satiation and the session's log start afresh; the user's hidden vector (with
+        the drift of earlier sessions) carries over. The observation is the new session's log:
+        what the recommender remembers of earlier sessions it keeps itself (lesson 06).
+        """
+        if rows is None:
+            rows = torch.ones(self.batch_size, dtype=torch.bool, device=self.device)
+        rows = rows.to(self.device)
         self.satiation[rows] = 0.0
         self.budget[rows] = self.config.budget_init
         self.t[rows] = 0

@@ -1,0 +1,289 @@
+"""Meta-RL (agents/meta.py) and users who come back (UserSimulator.new_session)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recrl_lib.agents import PPOConfig
+from recrl_lib.agents.meta import (
+    AdaptingAgent,
+    CohortTasks,
+    FixedAgent,
+    RL2Agent,
+    RL2Network,
+    SessionPolicy,
+    adapt,
+    conflict_catalogue,
+    per_user_copy,
+    play_session,
+    reinforce_loss,
+    reptile_update,
+    reset_memory,
+    rows_of,
+    run_trial,
+    train_reptile,
+    train_rl2,
+    train_sessions,
+    trial_gae,
+)
+from recrl_lib.agents.ppo import gae
+from recrl_lib.envs import SimulatorConfig, UserSimulator, World
+
+
+@pytest.fixture
+def world():
+    return World.random(n_users=60, n_items=40, dim=8, seed=3)
+
+
+@pytest.fixture
+def setup(world):
+    catalogue = conflict_catalogue(world, per_cohort=6)
+    vectors = torch.randn(len(catalogue), 5, generator=torch.Generator().manual_seed(0))
+    policy = SessionPolicy(vectors, catalogue, world.n_items, hidden=16)
+    sim = UserSimulator(world, SimulatorConfig(horizon=6), batch_size=8, seed=1, device="cpu")
+    tasks = CohortTasks(world, held_out=(2,))
+    return policy, sim, tasks
+
+
+# ----------------------------------------------------------------------------- users come back
+
+
+def test_a_user_who_comes_back_keeps_the_hidden_vector_and_starts_a_fresh_session(world):
+    sim = UserSimulator(world, SimulatorConfig(horizon=20), batch_size=16, seed=0, device="cpu")
+    sim.reset()
+    for _ in range(5):
+        sim.step(torch.randint(world.n_items, (16,), generator=torch.Generator().manual_seed(_)))
+    ids, vectors = sim.user_ids.clone(), sim.user_vectors.clone()
+    assert (sim.satiation > 0).any() and (sim.budget != sim.config.budget_init).any()
+    rows = torch.arange(16) < 10
+    obs = sim.new_session(rows)
+    assert torch.equal(sim.user_ids, ids)
+    assert torch.equal(sim.user_vectors, vectors)  # drift included: the vector as it was left
+    assert (sim.satiation[rows] == 0).all() and (sim.budget[rows] == sim.config.budget_init).all()
+    assert (
+        (sim.t[rows] == 0).all()
+        and not obs["mask"][rows].any()
+        and (obs["session"][rows] == 0).all()
+    )
+    assert (sim.t[~rows] == 5).all() and obs["mask"][~rows].any()  # other rows untouched
+    sim.reset()
+    assert not torch.equal(sim.user_ids, ids)  # reset brings new users
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def test_the_conflict_catalogue_holds_each_cohorts_relative_favourites(world):
+    catalogue = conflict_catalogue(world, per_cohort=5)
+    assert len(catalogue) <= 5 * world.n_cohorts and len(set(catalogue.tolist())) == len(catalogue)
+    assert not world.clickbait[catalogue].any()
+    affinity = world.affinity_all(world.user_vectors)
+    means = torch.stack([affinity[world.cohorts == c].mean(0) for c in range(world.n_cohorts)])
+    contrast = means[0] - means[1:].mean(0)
+    best = contrast.masked_fill(world.clickbait, -float("inf")).argmax()
+    assert best in catalogue
+
+
+def test_tasks_sample_evenly_from_the_cohorts_asked_and_check_held_out(world):
+    tasks = CohortTasks(world, held_out=(1,))
+    assert tasks.train_cohorts == (0, 2)
+    users, labels = tasks.sample(10, tasks.train_cohorts, torch.Generator().manual_seed(0))
+    assert users.shape == (10, 8) and labels.tolist() == [0, 2] * 5
+    with pytest.raises(ValueError, match="held_out"):
+        CohortTasks(world, held_out=(0, 1, 2))
+    with pytest.raises(ValueError, match="held_out"):
+        CohortTasks(world, held_out=(7,))
+
+
+def test_held_out_cohorts_never_reach_training(setup, monkeypatch):
+    policy, sim, tasks = setup
+    seen = []
+    sample = tasks.sample
+
+    def recording(n, cohorts, generator):
+        users, labels = sample(n, cohorts, generator)
+        seen.extend(labels.tolist())
+        return users, labels
+
+    monkeypatch.setattr(tasks, "sample", recording)
+    pooled, _ = train_sessions(
+        policy, sim, tasks, tasks.train_cohorts, iterations=2, progress=False
+    )
+    train_reptile(policy, sim, tasks, pooled, sessions=2, iterations=2, progress=False)
+    train_rl2(
+        RL2Network(policy, 2, pooled), policy, sim, tasks, PPOConfig(), iterations=2, progress=False
+    )
+    assert seen and 2 not in seen
+
+
+# ----------------------------------------------------------------------------- the policy
+
+
+def test_rows_with_different_parameters_act_independently(setup):
+    policy, sim, _ = setup
+    g = torch.Generator().manual_seed(0)
+    params = policy.init(3, g)
+    state = torch.randn(4, policy.state_dim, generator=g)
+    which = torch.tensor([0, 2, 1, 2])
+    together = policy.logits(state, rows_of(params, which))
+    for b in range(4):
+        alone = policy.logits(state[b : b + 1], rows_of(params, which[b : b + 1]))
+        assert torch.allclose(together[b], alone[0], atol=1e-6)
+
+
+def test_each_users_loss_reaches_only_that_users_copy(setup):
+    policy, sim, _ = setup
+    g = torch.Generator().manual_seed(0)
+    params = per_user_copy(policy.init(1, g), sim.batch_size)
+    sim.reset()
+    session = play_session(sim, policy, lambda s: policy.logits(s, params), g)
+    loss = reinforce_loss(policy, session, params, baseline="user")
+    (grad_all,) = torch.autograd.grad(loss.sum(), params["bias"], retain_graph=True)
+    (grad_3,) = torch.autograd.grad(loss[3], params["bias"])
+    assert torch.allclose(grad_all[3], grad_3[3]) and (grad_3[torch.arange(8) != 3] == 0).all()
+
+
+def test_one_adaptation_step_raises_the_items_the_user_clicked(setup):
+    policy, sim, _ = setup
+    g = torch.Generator().manual_seed(2)
+    params = per_user_copy(policy.init(1, g), sim.batch_size)
+    sim.reset()
+    session = play_session(sim, policy, lambda s: policy.logits(s, params), g)
+    new = adapt(policy, params, session, lr=1.0)
+    change = (new["bias"] - params["bias"]).detach()
+    clicked = session.rewards > 0
+    for b in range(sim.batch_size):
+        live = session.live[:, b]
+        if clicked[:, b].any() and (~clicked[:, b] & live).any():
+            up = change[b, session.actions[clicked[:, b], b]]
+            down = change[b, session.actions[~clicked[:, b] & live, b]]
+            assert up.min() > down.max()
+
+
+# ----------------------------------------------------------------------------- Reptile
+
+
+def test_reptile_update_on_quadratic_tasks_matches_the_hand_computation():
+    """Task i: L_i(φ) = ½‖φ − c_i‖². k SGD steps of size α from θ give
+    φ_i = c_i + (1 − α)^k (θ − c_i), so θ' = θ + ε (1 − (1 − α)^k)(c̄ − θ)."""
+    g = torch.Generator().manual_seed(0)
+    theta = {"w": torch.randn(1, 3, generator=g)}
+    centres = torch.randn(5, 3, generator=g)
+    alpha, k, eps = 0.3, 4, 0.5
+    phi = theta["w"].expand(5, 3).clone()
+    for _ in range(k):
+        phi = phi.requires_grad_()
+        (grad,) = torch.autograd.grad((0.5 * (phi - centres) ** 2).sum(), phi)
+        phi = (phi - alpha * grad).detach()
+    new = reptile_update(theta, {"w": phi}, eps)["w"]
+    expected = theta["w"] + eps * (1 - (1 - alpha) ** k) * (centres.mean(0) - theta["w"])
+    assert torch.allclose(new, expected, atol=1e-6)
+    for _ in range(200):  # the fixed point is the mean of the task optima
+        theta = reptile_update(
+            theta, {"w": centres + (1 - alpha) ** k * (theta["w"] - centres)}, eps
+        )
+    assert torch.allclose(theta["w"][0], centres.mean(0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- RL²
+
+
+def test_the_memory_is_wiped_between_users_and_kept_between_sessions():
+    memory = torch.arange(12.0).view(3, 4)
+    kept = reset_memory(memory, torch.tensor([False, True, False]))
+    assert torch.equal(kept[[0, 2]], memory[[0, 2]]) and (kept[1] == 0).all()
+
+
+def test_rl2_remembers_a_users_sessions_and_forgets_between_users(setup, world):
+    policy, sim, tasks = setup
+    network = RL2Network(policy, 3)
+    agent = RL2Agent("RL²", network)
+    g = torch.Generator().manual_seed(0)
+    users, labels = tasks.sample(sim.batch_size, tasks.train_cohorts, g)
+    _, played = run_trial(sim, policy, agent, users, labels, 3, g)
+    memory = torch.zeros(sim.batch_size, network.memory_size)
+    for session in played:  # carried over: m_{k+1} = GRU(end of session k, m_k), never reset
+        memory = network.remember(memory, session.final_state)
+    assert torch.allclose(agent.memory, memory.detach(), atol=1e-6) and agent.memory.abs().sum() > 0
+    agent.begin(labels)  # new users arrive
+    assert (agent.memory == 0).all() and agent.session == 0
+
+
+def test_rl2_starts_as_the_policy_it_is_initialised_from(setup):
+    policy, sim, _ = setup
+    g = torch.Generator().manual_seed(0)
+    params = policy.init(1, g)
+    params["bias"] += torch.randn(params["bias"].shape, generator=g)
+    network = RL2Network(policy, 3, params)
+    state = torch.randn(2, 5, policy.state_dim, generator=g)
+    memory = torch.randn(5, network.memory_size, generator=g)
+    expected = policy.logits(state, rows_of(params, torch.zeros(5, dtype=torch.long)))
+    assert torch.allclose(network.logits(state, memory, 1), expected, atol=1e-5)
+
+
+def test_trial_gae_runs_over_live_steps_across_sessions():
+    g = torch.Generator().manual_seed(0)
+    T, B = 7, 3
+    rewards, values = torch.rand(T, B, generator=g), torch.rand(T, B, generator=g)
+    live = torch.ones(T, B, dtype=torch.bool)
+    live[2:4, 1] = False  # row 1: a session ended early, the next began at step 4
+    live[5:, 2] = False  # row 2: the trial ended at step 4
+    rewards = rewards * live
+    advantages, returns = trial_gae(rewards, values, live, 0.9, 0.8)
+    for b in range(B):
+        steps = live[:, b].nonzero()[:, 0]
+        r, v = rewards[steps, b][:, None], values[steps, b][:, None]
+        end = torch.zeros_like(r, dtype=torch.bool)
+        end[-1] = True
+        expected, _ = gae(r, v, torch.cat([v[1:], torch.zeros(1, 1)]), end, end, 0.9, 0.8)
+        assert torch.allclose(advantages[steps, b], expected[:, 0], atol=1e-6)
+        assert (advantages[~live[:, b], b] == 0).all()
+    assert torch.allclose(returns[live], (advantages + values)[live])
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def test_fixed_agents_only_the_per_cohort_reference_reads_the_cohort(setup):
+    policy, sim, tasks = setup
+    g = torch.Generator().manual_seed(0)
+    params = policy.init(3, g)
+    pooled, reference = (
+        FixedAgent("pooled", policy, params),
+        FixedAgent("ref", policy, params, per_cohort=True),
+    )
+    assert not pooled.oracle and reference.oracle
+    state = torch.randn(4, policy.state_dim, generator=g)
+    for cohorts in (torch.tensor([0, 1, 2, 0]), torch.tensor([2, 2, 1, 1])):
+        pooled.begin(cohorts)
+        reference.begin(cohorts)
+        assert torch.allclose(
+            pooled.logits(state), policy.logits(state, rows_of(params, 0 * cohorts))
+        )
+        assert torch.allclose(
+            reference.logits(state), policy.logits(state, rows_of(params, cohorts))
+        )
+
+
+def test_an_adapting_agent_starts_every_new_user_from_its_initialisation(setup):
+    policy, sim, tasks = setup
+    g = torch.Generator().manual_seed(0)
+    init = policy.init(1, g)
+    agent = AdaptingAgent("fine-tuned", policy, init, lr=1.0)
+    users, labels = tasks.sample(sim.batch_size, tasks.train_cohorts, g)
+    run_trial(sim, policy, agent, users, labels, 2, g)
+    assert not torch.allclose(agent.params["bias"], init["bias"].expand_as(agent.params["bias"]))
+    agent.begin(labels)
+    assert torch.equal(agent.params["bias"], init["bias"].expand_as(agent.params["bias"]))
+
+
+def test_a_trial_is_the_same_users_session_after_session(setup):
+    policy, sim, tasks = setup
+    g = torch.Generator().manual_seed(0)
+    users, labels = tasks.sample(sim.batch_size, tasks.train_cohorts, g)
+    agent = FixedAgent("pooled", policy, policy.init(1, g))
+    returns, played = run_trial(sim, policy, agent, users, labels, 3, g)
+    assert returns.shape == (sim.batch_size, 3) and len(played) == 3
+    assert (sim.user_ids == -1).all()  # synthetic users, kept for the whole trial
+    assert torch.equal(returns[:, 2], played[2].rewards.sum(0))
