@@ -60,6 +60,7 @@ def test_a_user_who_comes_back_keeps_the_hidden_vector_and_starts_a_fresh_sessio
     obs = sim.new_session(rows)
     assert torch.equal(sim.user_ids, ids)
     assert torch.equal(sim.user_vectors, vectors)  # drift included: the vector as it was left
+    assert not torch.equal(vectors, world.user_vectors[ids])  # ... and it did drift
     assert (sim.satiation[rows] == 0).all() and (sim.budget[rows] == sim.config.budget_init).all()
     assert (
         (sim.t[rows] == 0).all()
@@ -287,3 +288,85 @@ def test_a_trial_is_the_same_users_session_after_session(setup):
     assert returns.shape == (sim.batch_size, 3) and len(played) == 3
     assert (sim.user_ids == -1).all()  # synthetic users, kept for the whole trial
     assert torch.equal(returns[:, 2], played[2].rewards.sum(0))
+
+
+def test_a_user_whose_session_ended_comes_back_as_they_left(setup):
+    policy, sim, tasks = setup
+    g = torch.Generator().manual_seed(0)
+    rows = rows_of(policy.init(1, g), torch.zeros(sim.batch_size, dtype=torch.long))
+    users, _ = tasks.sample(sim.batch_size, tasks.train_cohorts, g)
+    sim.reset(user_vectors=users)
+    ended, seen = {}, torch.zeros(sim.batch_size, dtype=torch.bool)
+    original_step = sim.step
+
+    def step(actions, active=None):
+        result = original_step(actions, active=active)
+        for b in (~active & ~seen).nonzero()[:, 0].tolist():  # the first step after b ended
+            ended[b] = (sim.user_vectors[b].clone(), sim.budget[b].item(), sim.t[b].item())
+        seen.copy_(seen | ~active)
+        return result
+
+    sim.step = step
+    session = play_session(sim, policy, lambda s: policy.logits(s, rows), g)
+    assert ended, "no session ended early: make the test's world harsher"
+    for b, (vector, budget, t) in ended.items():
+        assert torch.equal(sim.user_vectors[b], vector) and sim.budget[b] == budget
+        assert sim.t[b] == t == session.live[:, b].sum()  # frozen at its last live step
+        assert (session.rewards[~session.live[:, b], b] == 0).all()
+
+
+def test_a_catalogue_shorter_than_a_session_is_refused(world):
+    policy = SessionPolicy(torch.randn(5, 3), torch.arange(5), world.n_items)
+    sim = UserSimulator(world, SimulatorConfig(horizon=6), batch_size=2, device="cpu")
+    sim.reset()
+    with pytest.raises(ValueError, match="larger catalogue or a shorter"):
+        play_session(sim, policy, lambda s: torch.zeros(2, 5), torch.Generator())
+
+
+def test_the_same_seed_trains_the_same_pooled_policy(setup):
+    policy, sim, tasks = setup
+    runs = [
+        train_sessions(
+            policy, sim, tasks, tasks.train_cohorts, iterations=3, seed=4, progress=False
+        )[0]
+        for _ in range(2)
+    ]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_rl2_serves_a_second_user_as_it_served_the_first(setup):
+    """Two trials back to back with one agent equal two trials with fresh agents: nothing of
+    the first user survives the reset."""
+    policy, sim, tasks = setup
+    network = RL2Network(policy, 2)
+    g = torch.Generator().manual_seed(0)
+    first, second = (tasks.sample(sim.batch_size, tasks.train_cohorts, g) for _ in range(2))
+
+    def returns(agents):
+        sim.generator.manual_seed(9)
+        g = torch.Generator().manual_seed(9)
+        out = [run_trial(sim, policy, agent, *users, 2, g)[0] for agent, users in agents]
+        return out[1]
+
+    agent = RL2Agent("RL²", network)
+    shared = returns([(agent, first), (agent, second)])
+    fresh = returns([(RL2Agent("a", network), first), (RL2Agent("b", network), second)])
+    assert torch.equal(shared, fresh)
+
+
+def test_non_oracle_agents_are_not_told_the_cohort(setup):
+    policy, sim, tasks = setup
+    seen = []
+
+    class Spy(FixedAgent):
+        def begin(self, cohorts):
+            seen.append(cohorts.clone())
+            super().begin(cohorts)
+
+    g = torch.Generator().manual_seed(0)
+    users, labels = tasks.sample(sim.batch_size, tasks.train_cohorts, g)
+    run_trial(sim, policy, Spy("pooled", policy, policy.init(1, g)), users, labels, 1, g)
+    run_trial(
+        sim, policy, Spy("ref", policy, policy.init(3, g), per_cohort=True), users, labels, 1, g
+    )
+    assert (seen[0] == -1).all() and torch.equal(seen[1], labels)

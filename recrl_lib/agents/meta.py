@@ -45,7 +45,9 @@ def conflict_catalogue(world: World, per_cohort: int = 25) -> torch.Tensor:
     (mean affinity in the cohort minus the mean over the others), clickbait left out.
 
     The benchmark's designer reads the world to build it, as lesson 02 did to build the world;
-    a policy is only told which items it may recommend.
+    a policy is only told which items it may recommend. The held-out cohorts' favourites are in
+    it too (a held-out user must have something to like), and leaving clickbait out makes this a
+    benchmark of tastes, not of lesson 04's trap.
     """
     affinity = world.affinity_all(world.user_vectors)  # [U, N]
     means = torch.stack([affinity[world.cohorts == c].mean(0) for c in range(world.n_cohorts)])
@@ -101,7 +103,8 @@ class CohortTasks:
 class SessionPolicy:
     """π(a|s) = softmax over the valid catalogue items of  u(s)·x_a + b_a,  u(s) = W₂ tanh(W₁ s
     + c₁) + w₀, where s is the session read as [mean vector of clicked items ‖ of missed items ‖
-    step ‖ session totals] and x_a [M, d] are the recommender's item vectors.
+    step ‖ session totals] and x_a [M, d] are the recommender's item vectors (from its text
+    encoder and its own factorisation of the training split — never the world's hidden vectors).
 
     The parameters are not stored here: every method passes its own :data:`Params`, tensors with
     a leading dimension of parameter sets — 1 (pooled), one per cohort, or one per user (a
@@ -210,9 +213,15 @@ def play_session(
     """Run the session that ``sim`` has just started, ``horizon`` steps for every row.
 
     ``logits_fn(state [B, S]) -> [B, M]`` is the acting method's policy. A row whose session
-    ended keeps stepping (the simulator allows it) but is no longer ``live``; its state at the
-    end is kept as ``final_state``.
+    ended is no longer ``live``: the simulator leaves it as it ended (``active``), so the user
+    who comes back next session is the one who left; its state at the end is ``final_state``.
     """
+    if policy.n_actions < sim.config.horizon:
+        raise ValueError(
+            f"the catalogue has {policy.n_actions} items but a session lasts up to "
+            f"{sim.config.horizon} steps without repeats: use a larger catalogue or a shorter "
+            "horizon"
+        )
     obs = sim.observe()
     state = policy.state(obs)
     final_state = state.clone()
@@ -223,7 +232,7 @@ def play_session(
         log_probs, _ = log_probs_and_entropy(logits_fn(state), valid)
         actions = log_probs.argmax(-1) if greedy else sample(log_probs, generator)
         chosen = log_probs.gather(1, actions[:, None])[:, 0]
-        obs, reward, terminated, truncated, _ = sim.step(policy.items[actions])
+        obs, reward, terminated, truncated, _ = sim.step(policy.items[actions], active=alive)
         for key, value in zip(STEP_FIELDS, (state, valid, actions, reward * alive, alive, chosen)):
             steps[key].append(value.clone())
         state = policy.state(obs)
@@ -255,7 +264,8 @@ def reinforce_loss(
         L_b = −(1/T) Σ_t live_t [(G_t − b_t) log π(a_t|s_t) + ent_coef · H(π(·|s_t))]
 
     with the baseline b_t = the mean return-to-go at step t over the live rows (``"batch"``), or
-    over the row's own live steps (``"user"``: what this user liked more than usual). Row b's loss
+    over the row's own live steps (``"user"``: what this user liked more than usual). Both means
+    include the step itself, a small bias accepted for simplicity. Row b's loss
     depends on row b's parameters only, so ``L.sum()`` gives every user its own gradient.
     """
     live = session.live.float()
@@ -298,6 +308,9 @@ class FixedAgent(TrialAgent):
         self.oracle = per_cohort
 
     def begin(self, cohorts: torch.Tensor) -> None:
+        n_sets = next(iter(self.params.values())).shape[0]
+        if self.oracle and (cohorts.min() < 0 or cohorts.max() >= n_sets):
+            raise ValueError(f"the per-cohort reference has {n_sets} parameter sets: one a cohort")
         which = cohorts if self.oracle else torch.zeros_like(cohorts)
         self.rows = rows_of(self.params, which)
 
@@ -326,6 +339,7 @@ def train_sessions(
     (params, history with the mean return of each batch).
     """
     generator = torch.Generator(device=sim.device).manual_seed(seed)
+    sim.generator.manual_seed(seed)  # the users' clicks too: the same seed, the same run
     n_sets = tasks.world.n_cohorts if per_cohort else 1
     params = {k: v.requires_grad_() for k, v in policy.init(n_sets, generator).items()}
     optimizer = torch.optim.Adam(params.values(), lr=lr)
@@ -358,7 +372,9 @@ def adapt(
     gamma: float = 0.0,
     ent_coef: float = 0.0,
 ) -> Params:
-    """One policy-gradient step per user on the session just played: φ_b ← φ_b − α ∇L_b(φ_b).
+    """One policy-gradient step per user on the session just played: φ_b ← φ_b − α ∇L_b(φ_b),
+    on the user vector w₀ and the item biases only (``ADAPTED``). By default with γ = 0 and the
+    user's own baseline: raise the items this user clicked, lower the ones they skipped.
 
     ``params`` are per-user copies ([B, ...], see :func:`per_user_copy`); returns new copies.
     """
@@ -422,6 +438,7 @@ def train_reptile(
     each user adapts over ``sessions`` sessions exactly as at test time (:class:`AdaptingAgent`),
     then θ moves toward the adapted parameters. Returns (θ, history of per-session returns)."""
     generator = torch.Generator(device=sim.device).manual_seed(seed)
+    sim.generator.manual_seed(seed)
     theta = {k: v.detach().clone() for k, v in init.items()}
     history = []
     for iteration in tqdm(range(iterations), disable=not progress, desc="Reptile"):
@@ -553,8 +570,13 @@ def train_rl2(
     """PPO (lesson 05) on whole trials of ``network.sessions`` sessions of the training cohorts'
     users, ``sim.batch_size`` users per rollout. Minibatches are sets of users, and each update
     re-runs the memory over their sessions, so the gradient reaches the GRU through every
-    session it remembers. Returns the history of per-session returns."""
+    session it remembers. From ``config`` it uses gamma, gae_lambda, lr (constant),
+    update_epochs, n_minibatches, clip_coef, value_clip, vf_coef, ent_coef, max_grad_norm,
+    normalize_advantages and seed; the rollout is the trial, so num_steps, whole_sessions,
+    annealing and the KL stop do not apply. The memory feeds the actor and the critic alike.
+    Returns the history of per-session returns."""
     generator = torch.Generator(device=sim.device).manual_seed(config.seed)
+    sim.generator.manual_seed(config.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, eps=1e-5)
     K, B, history = network.sessions, sim.batch_size, []
     for iteration in tqdm(range(iterations), disable=not progress, desc="RL²"):
@@ -612,6 +634,8 @@ def train_rl2(
                     ent_coef=config.ent_coef,
                     weights=live.flatten(),
                 )
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"RL² loss is {loss.item()} at iteration {iteration}")
                 optimizer.zero_grad()
                 loss.backward()
                 if config.max_grad_norm is not None:
@@ -651,7 +675,7 @@ def run_trial(
     Returns (clicks per row and session [B, K], the K played sessions).
     """
     sim.reset(user_vectors=users)
-    agent.begin(cohorts)
+    agent.begin(cohorts if agent.oracle else torch.full_like(cohorts, -1))  # hidden: oracles only
     played = []
     for k in range(sessions):
         if k:

@@ -274,15 +274,18 @@ class UserSimulator:
             raise ValueError("a slate must not show the same item twice")
         return slate
 
-    def step(self, actions: torch.Tensor):
+    def step(self, actions: torch.Tensor, active: torch.Tensor | None = None):
         """Show slates ``actions`` ([B] item ids, or [B, k] for slates) to every user.
 
         Returns (observation, reward [B], terminated [B], truncated [B], info). ``info`` has
         ``clicked_item`` [B] (-1 for none) and ``rating`` [B] (0 for none): what the
         recommender logs. ``truncated`` is always False here (see the module docstring).
-        Rows that already ended keep stepping; reset them (``reset(rows=done)``) first.
+        Rows that already ended keep stepping; reset them (``reset(rows=done)``) first, or pass
+        ``active`` ([B] bool): inactive rows stay exactly as they were (hidden state and log),
+        with reward 0 and no click, so that ``new_session`` continues from where they ended.
         """
         slate = self._check_actions(actions)  # [B, k]
+        before = None if active is None else self.state_dict()
         c, w, B, dev = self.config, self.world, self.batch_size, self.device
         rows = torch.arange(B, device=dev)
 
@@ -316,6 +319,14 @@ class UserSimulator:
         self.hist_clicks = torch.cat([self.hist_clicks[:, 1:], clicked[:, None].float()], 1)
         self.hist_ratings = torch.cat([self.hist_ratings[:, 1:], rating[:, None] / 5], 1)
         self.hist_mask = torch.cat([self.hist_mask[:, 1:], torch.ones_like(clicked[:, None])], 1)
+
+        if before is not None:  # inactive rows: back to where they were
+            active = active.to(dev)
+            for name in self._STATE:
+                now = getattr(self, name)
+                keep = active.view(-1, *[1] * (now.dim() - 1))
+                setattr(self, name, torch.where(keep, now, before[name]))
+            clicked, rating = clicked & active, rating * active
 
         reward = clicked.float()
         terminated = (self.budget <= 0) | (self.t >= c.horizon)
