@@ -20,6 +20,7 @@ from recrl_lib.agents.meta import (
     reinforce_loss,
     reptile_update,
     reset_memory,
+    returns_to_go,
     rows_of,
     run_trial,
     train_reptile,
@@ -370,3 +371,9 @@ def test_non_oracle_agents_are_not_told_the_cohort(setup):
         sim, policy, Spy("ref", policy, policy.init(3, g), per_cohort=True), users, labels, 1, g
     )
     assert (seen[0] == -1).all() and torch.equal(seen[1], labels)
+
+
+def test_returns_to_go_by_hand():
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    expected = torch.tensor([[1 + 0.25, 0.5 + 0.25], [0.5, 1 + 0.5], [1.0, 1.0]])
+    assert torch.allclose(returns_to_go(rewards, 0.5), expected)

@@ -242,12 +242,10 @@ def play_session(
 
 
 def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """G_t = Σ_{t' ≥ t} γ^(t'−t) r_t' within the session; rewards [T, B] -> [T, B]."""
-    returns, running = torch.zeros_like(rewards), torch.zeros_like(rewards[0])
-    for t in reversed(range(rewards.shape[0])):
-        running = rewards[t] + gamma * running
-        returns[t] = running
-    return returns
+    """G_t = Σ_{t' ≥ t} γ^(t'−t) r_t' within the session; rewards [T, B] -> [T, B]: lesson 05's
+    :func:`~recrl_lib.agents.ppo.gae` with V = 0 and λ = 1, where A_t is the return itself."""
+    zeros, never = torch.zeros_like(rewards), torch.zeros_like(rewards, dtype=torch.bool)
+    return gae(rewards, zeros, zeros, never, never, gamma, 1.0)[0]
 
 
 def reinforce_loss(
