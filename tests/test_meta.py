@@ -12,6 +12,7 @@ from recrl_lib.agents.meta import (
     FixedAgent,
     RL2Agent,
     RL2Network,
+    Session,
     SessionPolicy,
     adapt,
     conflict_catalogue,
@@ -377,3 +378,50 @@ def test_returns_to_go_by_hand():
     rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     expected = torch.tensor([[1 + 0.25, 0.5 + 0.25], [0.5, 1 + 0.5], [1.0, 1.0]])
     assert torch.allclose(returns_to_go(rewards, 0.5), expected)
+
+
+def test_reinforce_loss_by_hand():
+    """Two items x = (1, 0), u = w₀ = ln 3, no bias: π = (3/4, 1/4) at every step; two rows of
+    two steps, γ = 1/2, so G = (1, 0) for row 0 (rewards 1, 0) and (1/2, 1) for row 1 (0, 1)."""
+    catalogue = torch.tensor([0, 1])
+    policy = SessionPolicy(torch.tensor([[1.0], [0.0]]), catalogue, n_items=2, hidden=3)
+    params = {k: torch.zeros_like(v) for k, v in policy.init(2, torch.Generator()).items()}
+    params["w0"] += torch.log(torch.tensor(3.0))
+    T, B = 2, 2
+    session = Session(
+        states=torch.randn(T, B, policy.state_dim),  # w₁ = w₂ = 0: the state does not matter
+        valid=torch.ones(T, B, 2, dtype=torch.bool),
+        actions=torch.tensor([[0, 1], [1, 0]]),  # row 0 shows items 0 then 1, row 1: 1 then 0
+        rewards=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        live=torch.ones(T, B, dtype=torch.bool),
+        log_probs=torch.zeros(T, B),
+        final_state=torch.zeros(B, policy.state_dim),
+    )
+    log_p = torch.log(torch.tensor([0.75, 0.25]))
+    entropy = -(torch.tensor([0.75, 0.25]) * log_p).sum()
+    chosen = torch.stack([log_p[[0, 1]], log_p[[1, 0]]])  # [B, T]
+    advantages = {
+        "batch": torch.tensor([[1 - 0.75, 0 - 0.5], [0.5 - 0.75, 1 - 0.5]]),  # b_t over rows
+        "user": torch.tensor([[1 - 0.5, 0 - 0.5], [0.5 - 0.75, 1 - 0.75]]),  # b over own steps
+    }
+    for baseline, advantage in advantages.items():
+        expected = -((advantage * chosen).sum(1) + 0.1 * T * entropy) / T
+        loss = reinforce_loss(policy, session, params, gamma=0.5, ent_coef=0.1, baseline=baseline)
+        torch.testing.assert_close(loss, expected)
+
+
+def test_only_the_named_parameters_train_from_the_given_start(setup):
+    policy, sim, tasks = setup
+    pooled, _ = train_sessions(policy, sim, tasks, tasks.train_cohorts, iterations=2)
+    cohorts = tasks.all_cohorts
+    context, _ = train_sessions(
+        policy, sim, tasks, cohorts, per_cohort=True, init=pooled, trainable=("w0",), iterations=3
+    )
+    for name, value in context.items():
+        assert value.shape[0] == tasks.world.n_cohorts
+        if name == "w0":
+            assert not torch.equal(value, pooled[name].expand_as(value))
+        else:
+            torch.testing.assert_close(value, pooled[name].expand_as(value))
+    with pytest.raises(ValueError, match="trainable names"):
+        train_sessions(policy, sim, tasks, tasks.all_cohorts, init=pooled, trainable=("u",))

@@ -323,6 +323,8 @@ def train_sessions(
     cohorts: tuple[int, ...],
     *,
     per_cohort: bool = False,
+    init: Params | None = None,
+    trainable: tuple[str, ...] | None = None,
     iterations: int = 200,
     lr: float = 3e-3,
     gamma: float = 0.9,
@@ -333,14 +335,24 @@ def train_sessions(
     """REINFORCE on single sessions of users drawn from ``cohorts``, ``sim.batch_size`` a batch.
 
     One parameter set for everyone (the pooled floor), or with ``per_cohort`` one set per
-    cohort of the world, each trained on its own cohort's users only (the ceiling). Returns
-    (params, history with the mean return of each batch).
+    cohort of the world, each trained on its own cohort's users only (the ceiling). ``init``
+    (one set) starts every set from it instead of fresh weights, and ``trainable`` names the
+    only parameters that learn: ``init=pooled, trainable=("w0",)`` asks how far a per-cohort
+    user vector alone goes on top of the pooled policy. Returns (params, history with the mean
+    return of each batch).
     """
     generator = torch.Generator(device=sim.device).manual_seed(seed)
     sim.generator.manual_seed(seed)  # the users' clicks too: the same seed, the same run
     n_sets = tasks.world.n_cohorts if per_cohort else 1
-    params = {k: v.requires_grad_() for k, v in policy.init(n_sets, generator).items()}
-    optimizer = torch.optim.Adam(params.values(), lr=lr)
+    if init is None:
+        params = policy.init(n_sets, generator)
+    else:
+        params = {k: v.expand(n_sets, *v.shape[1:]).clone() for k, v in init.items()}
+    trainable = tuple(params) if trainable is None else trainable
+    if unknown := set(trainable) - set(params):
+        raise ValueError(f"trainable names {sorted(unknown)}; the parameters are {list(params)}")
+    params = {k: v.requires_grad_(k in trainable) for k, v in params.items()}
+    optimizer = torch.optim.Adam([params[k] for k in trainable], lr=lr)
     history = []
     for iteration in tqdm(range(iterations), disable=not progress, desc="sessions"):
         users, labels = tasks.sample(sim.batch_size, cohorts, generator)
