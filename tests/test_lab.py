@@ -38,8 +38,11 @@ def _free_port() -> int:
 
 def _lab_settings(folder: Path) -> Path:
     """User settings for this session only: no autosave (the test must never write the
-    committed notebook) and no news pop-up over the page."""
+    committed notebook), no news pop-up over the page, and every cell drawn (JupyterLab's
+    default windowing may leave cells out of view undrawn, so what the test looks for might not
+    be on the page)."""
     plugins = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
         "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
     }
@@ -110,11 +113,15 @@ def _browser():
     return sync_playwright, TimeoutError, chromium
 
 
-def _wait_until_run(cell, timeout_s: float) -> None:
-    """Wait for a code cell's prompt to show its execution count: ``[*]`` or ``[ ]`` is not done."""
+def _wait_until_run(cell, timeout_s: float, after: int = 0) -> int:
+    """Wait for a code cell's prompt to show an execution count above ``after`` (``[*]`` or
+    ``[ ]`` is not done); returns the count."""
     deadline = time.monotonic() + timeout_s
     prompt = cell.locator(".jp-InputPrompt").first
-    while not re.fullmatch(r"\[\d+\]:?", prompt.inner_text().strip()):
+    while True:
+        count = re.fullmatch(r"\[(\d+)\]:?", prompt.inner_text().strip())
+        if count and int(count[1]) > after:
+            return int(count[1])
         assert time.monotonic() < deadline, f"the cell did not finish in {timeout_s} s"
         time.sleep(0.5)
 
@@ -149,14 +156,13 @@ def test_a_learner_runs_lesson_01_and_moves_the_explorer_slider(lab):
             else:
                 pytest.fail("lesson 01 has no neighbour_explorer cell within its first 60 cells")
             explorer = page.locator(".jp-CodeCell", has_text="neighbour_explorer(").first
-            _wait_until_run(explorer, timeout_s=180)
+            count = _wait_until_run(explorer, timeout_s=180)
             errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
             assert errors.count() == 0, errors.first.inner_text()
             # the explorer's own output (tqdm bars elsewhere are widgets too)
             table = explorer.locator(".jp-OutputArea .widget-html-content").last
             for attempt in (1, 2):
-                # as a learner scrolls to it: JupyterLab may leave cells out of view undrawn
-                explorer.scroll_into_view_if_needed()
+                explorer.scroll_into_view_if_needed()  # as a learner scrolls to it
                 try:
                     table.locator("tr").first.wait_for(timeout=60_000)
                     break
@@ -171,8 +177,8 @@ def test_a_learner_runs_lesson_01_and_moves_the_explorer_slider(lab):
                     explorer.locator(".jp-InputArea").click()
                     page.keyboard.press("Escape")
                     page.keyboard.press("Shift+Enter")
-                    page.wait_for_timeout(1000)
-                    _wait_until_run(explorer, timeout_s=180)
+                    count = _wait_until_run(explorer, timeout_s=180, after=count)
+                    assert errors.count() == 0, errors.first.inner_text()
             before = table.inner_html()
             explorer.locator(".widget-slider .noUi-handle").first.click()
             for _ in range(3):

@@ -381,31 +381,33 @@ def test_returns_to_go_by_hand():
 
 
 def test_reinforce_loss_by_hand():
-    """Two items x = (1, 0), u = w₀ = ln 3, no bias: π = (3/4, 1/4) at every step; two rows of
-    two steps, γ = 1/2, so G = (1, 0) for row 0 (rewards 1, 0) and (1/2, 1) for row 1 (0, 1)."""
+    """Two items x = (1, 0), u = w₀ = ln 3, no bias: π = (3/4, 1/4) at every step; γ = 1/2.
+    Row 0 plays 3 steps (rewards 1, 0, 1: G = 1.25, 0.5, 1); row 1's session ends after 2
+    (rewards 0, 1: G = 0.5, 1; its third step is not live and must not count)."""
     catalogue = torch.tensor([0, 1])
     policy = SessionPolicy(torch.tensor([[1.0], [0.0]]), catalogue, n_items=2, hidden=3)
     params = {k: torch.zeros_like(v) for k, v in policy.init(2, torch.Generator()).items()}
     params["w0"] += torch.log(torch.tensor(3.0))
-    T, B = 2, 2
+    T, B = 3, 2
     session = Session(
         states=torch.randn(T, B, policy.state_dim),  # w₁ = w₂ = 0: the state does not matter
         valid=torch.ones(T, B, 2, dtype=torch.bool),
-        actions=torch.tensor([[0, 1], [1, 0]]),  # row 0 shows items 0 then 1, row 1: 1 then 0
-        rewards=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
-        live=torch.ones(T, B, dtype=torch.bool),
+        actions=torch.tensor([[0, 1], [1, 0], [0, 1]]),
+        rewards=torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
+        live=torch.tensor([[True, True], [True, True], [True, False]]),
         log_probs=torch.zeros(T, B),
         final_state=torch.zeros(B, policy.state_dim),
     )
     log_p = torch.log(torch.tensor([0.75, 0.25]))
     entropy = -(torch.tensor([0.75, 0.25]) * log_p).sum()
-    chosen = torch.stack([log_p[[0, 1]], log_p[[1, 0]]])  # [B, T]
-    advantages = {
-        "batch": torch.tensor([[1 - 0.75, 0 - 0.5], [0.5 - 0.75, 1 - 0.5]]),  # b_t over rows
-        "user": torch.tensor([[1 - 0.5, 0 - 0.5], [0.5 - 0.75, 1 - 0.75]]),  # b over own steps
+    chosen = torch.stack([log_p[[0, 1, 0]], log_p[[1, 0, 1]]])  # [B, T]
+    advantages = {  # [B, T]; b_t over the live rows at t, or over the row's own live steps
+        "batch": torch.tensor([[1.25 - 0.875, 0.5 - 0.75, 1 - 1], [0.5 - 0.875, 1 - 0.75, 0]]),
+        "user": torch.tensor([[1.25 - 2.75 / 3, 0.5 - 2.75 / 3, 1 - 2.75 / 3], [-0.25, 0.25, 0]]),
     }
+    live_steps = torch.tensor([3.0, 2.0])
     for baseline, advantage in advantages.items():
-        expected = -((advantage * chosen).sum(1) + 0.1 * T * entropy) / T
+        expected = -((advantage * chosen).sum(1) + 0.1 * live_steps * entropy) / T
         loss = reinforce_loss(policy, session, params, gamma=0.5, ent_coef=0.1, baseline=baseline)
         torch.testing.assert_close(loss, expected)
 
@@ -419,9 +421,15 @@ def test_only_the_named_parameters_train_from_the_given_start(setup):
     )
     for name, value in context.items():
         assert value.shape[0] == tasks.world.n_cohorts
-        if name == "w0":
-            assert not torch.equal(value, pooled[name].expand_as(value))
+        if name == "w0":  # every cohort's user vector moved, from the pooled one
+            assert (value != pooled[name]).any(dim=1).all()
         else:
             torch.testing.assert_close(value, pooled[name].expand_as(value))
-    with pytest.raises(ValueError, match="trainable names"):
-        train_sessions(policy, sim, tasks, tasks.all_cohorts, init=pooled, trainable=("u",))
+    for bad in [("u",), ()]:
+        with pytest.raises(ValueError, match="trainable must name"):
+            train_sessions(policy, sim, tasks, cohorts, init=pooled, trainable=bad)
+    with pytest.raises(ValueError, match="one parameter set"):
+        train_sessions(policy, sim, tasks, cohorts, init=context)
+    adapted = per_user_copy(pooled, 1)  # a start that requires grad is taken as a value
+    start, _ = train_sessions(policy, sim, tasks, cohorts, init=adapted, iterations=1)
+    assert all(v.is_leaf and not v.requires_grad for v in start.values())

@@ -346,11 +346,13 @@ def train_sessions(
     n_sets = tasks.world.n_cohorts if per_cohort else 1
     if init is None:
         params = policy.init(n_sets, generator)
+    elif next(iter(init.values())).shape[0] != 1:
+        raise ValueError("init must be one parameter set (leading dimension 1), e.g. the pooled")
     else:
-        params = {k: v.expand(n_sets, *v.shape[1:]).clone() for k, v in init.items()}
-    trainable = tuple(params) if trainable is None else trainable
-    if unknown := set(trainable) - set(params):
-        raise ValueError(f"trainable names {sorted(unknown)}; the parameters are {list(params)}")
+        params = {k: v.detach().expand(n_sets, *v.shape[1:]).clone() for k, v in init.items()}
+    trainable = tuple(params) if trainable is None else tuple(dict.fromkeys(trainable))
+    if not trainable or set(trainable) - set(params):
+        raise ValueError(f"trainable must name some of {list(params)}, got {trainable}")
     params = {k: v.requires_grad_(k in trainable) for k, v in params.items()}
     optimizer = torch.optim.Adam([params[k] for k in trainable], lr=lr)
     history = []
