@@ -135,12 +135,17 @@ def test_rows_with_different_parameters_act_independently(setup):
         assert torch.allclose(together[b], alone[0], atol=1e-6)
 
 
-def test_each_users_loss_reaches_only_that_users_copy(setup):
-    policy, sim, _ = setup
-    g = torch.Generator().manual_seed(0)
+def _one_session_per_user(policy, sim, seed):
+    """Fresh users each served by their own copy of one initial parameter set."""
+    g = torch.Generator().manual_seed(seed)
     params = per_user_copy(policy.init(1, g), sim.batch_size)
     sim.reset()
-    session = play_session(sim, policy, lambda s: policy.logits(s, params), g)
+    return params, play_session(sim, policy, lambda s: policy.logits(s, params), g)
+
+
+def test_each_users_loss_reaches_only_that_users_copy(setup):
+    policy, sim, _ = setup
+    params, session = _one_session_per_user(policy, sim, seed=0)
     loss = reinforce_loss(policy, session, params, baseline="user")
     (grad_all,) = torch.autograd.grad(loss.sum(), params["bias"], retain_graph=True)
     (grad_3,) = torch.autograd.grad(loss[3], params["bias"])
@@ -149,10 +154,7 @@ def test_each_users_loss_reaches_only_that_users_copy(setup):
 
 def test_one_adaptation_step_raises_the_items_the_user_clicked(setup):
     policy, sim, _ = setup
-    g = torch.Generator().manual_seed(2)
-    params = per_user_copy(policy.init(1, g), sim.batch_size)
-    sim.reset()
-    session = play_session(sim, policy, lambda s: policy.logits(s, params), g)
+    params, session = _one_session_per_user(policy, sim, seed=2)
     new = adapt(policy, params, session, lr=1.0)
     change = (new["bias"] - params["bias"]).detach()
     clicked = session.rewards > 0

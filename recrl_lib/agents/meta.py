@@ -612,18 +612,12 @@ def train_rl2(
                 config.n_minibatches
             ):
                 memories = _memories(network, ends[:, rows])
-                T = played[0].rewards.shape[0]
+                states = trial["states"][:, rows].chunk(K)  # session k's steps, [T, b, S]
                 logits = torch.cat(
-                    [
-                        network.logits(trial["states"][k * T : (k + 1) * T, rows], memories[k], k)
-                        for k in range(K)
-                    ]
+                    [network.logits(s, memories[k], k) for k, s in enumerate(states)]
                 )
                 new_values = torch.cat(
-                    [
-                        network.value(trial["states"][k * T : (k + 1) * T, rows], memories[k], k)
-                        for k in range(K)
-                    ]
+                    [network.value(s, memories[k], k) for k, s in enumerate(states)]
                 )
                 log_probs, entropy = log_probs_and_entropy(logits, trial["valid"][:, rows])
                 chosen = log_probs.gather(-1, trial["actions"][:, rows, None])[..., 0]
