@@ -66,3 +66,28 @@ def clipped_objective(advantage: float, clip_coef: float, *, ax=None, max_ratio:
     ax.set_title(f"A = {advantage:+.2f}, ε = {clip_coef:.2f}")
     ax.legend(fontsize=8)
     return ax
+
+
+def session_strips(groups, clicked, row_labels, group_names, *, ax=None, title: str = ""):
+    """What was shown, step by step: one strip per row (e.g. a policy's session k), a cell per
+    step coloured by the shown item's group (``groups`` [R, T] ints, −1: none of them, e.g. a
+    step after the session ended); a dot marks a click (``clicked`` [R, T] bool)."""
+    groups, clicked = np.asarray(groups), np.asarray(clicked, dtype=bool)
+    colours = ["0.9", *plt.get_cmap("tab10").colors[: len(group_names)]]
+    ax = ax or plt.subplots(figsize=(7, 0.45 * len(groups) + 1))[1]
+    cmap = plt.matplotlib.colors.ListedColormap(colours)
+    ax.imshow(groups + 1, cmap=cmap, vmin=0, vmax=len(group_names), aspect="auto")
+    rows, steps = np.nonzero(clicked)
+    ax.scatter(steps, rows, color="k", s=18, label="clicked")
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xticks(range(groups.shape[1]), range(1, groups.shape[1] + 1))
+    handles = [plt.matplotlib.patches.Patch(color=c) for c in colours[1:]]
+    ax.legend(
+        [*handles, ax.collections[0]],
+        [*group_names, "clicked"],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
+    ax.set(xlabel="step of the session", title=title)
+    return ax

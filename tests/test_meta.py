@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sklearn.decomposition import PCA
 
 from recrl_lib.agents import PPOConfig
 from recrl_lib.agents.meta import (
@@ -15,6 +16,8 @@ from recrl_lib.agents.meta import (
     Session,
     SessionPolicy,
     adapt,
+    catalogue_vectors,
+    cohort_favourites,
     conflict_catalogue,
     per_user_copy,
     play_session,
@@ -24,6 +27,7 @@ from recrl_lib.agents.meta import (
     returns_to_go,
     rows_of,
     run_trial,
+    shown_by_owner,
     train_reptile,
     train_rl2,
     train_sessions,
@@ -86,6 +90,21 @@ def test_the_conflict_catalogue_holds_each_cohorts_relative_favourites(world):
     contrast = means[0] - means[1:].mean(0)
     best = contrast.masked_fill(world.clickbait, -float("inf")).argmax()
     assert best in catalogue
+    favourites = cohort_favourites(world, per_cohort=5)
+    assert all(len(items) == 5 for items in favourites.values())
+    assert catalogue.tolist() == sorted(set(torch.cat(list(favourites.values())).tolist()))
+
+
+def test_catalogue_vectors_are_the_principal_components_at_unit_scale():
+    features = torch.randn(30, 12, generator=torch.Generator().manual_seed(0))
+    catalogue = torch.tensor([1, 4, 5, 9, 11, 12, 17, 20, 22, 25, 28])
+    vectors = catalogue_vectors(features, catalogue, dim=4)
+    reference = PCA(n_components=4).fit_transform(features[catalogue].numpy())
+    reference = torch.from_numpy(reference / reference.std(0, ddof=1)).float()
+    signs = torch.sign((vectors * reference).sum(0))  # a principal direction's sign is arbitrary
+    assert torch.allclose(vectors, reference * signs, atol=1e-4)
+    with pytest.raises(ValueError, match="dim must be between 1 and 11"):
+        catalogue_vectors(features, catalogue, dim=12)
 
 
 def test_tasks_sample_evenly_from_the_cohorts_asked_and_check_held_out(world):
@@ -215,6 +234,22 @@ def test_rl2_remembers_a_users_sessions_and_forgets_between_users(setup, world):
     assert (agent.memory == 0).all() and agent.session == 0
 
 
+def test_without_carried_memory_every_session_starts_from_an_empty_memory(setup):
+    """The ablation: same network, but nothing of session k reaches session k + 1."""
+    policy, sim, tasks = setup
+    network = RL2Network(policy, 3, carry_memory=False)
+    for weight in (network.read_memory.weight, network.cell.weight_hh, network.cell.bias_hh):
+        torch.nn.init.normal_(weight)  # a memory that would matter if it were kept
+    agent = RL2Agent("no memory", network)
+    g = torch.Generator().manual_seed(0)
+    users, labels = tasks.sample(sim.batch_size, tasks.train_cohorts, g)
+    _, played = run_trial(sim, policy, agent, users, labels, 3, g)
+    assert (agent.memory == 0).all() and agent.session == 3
+    carried = RL2Network(policy, 3, carry_memory=True)
+    carried.load_state_dict(network.state_dict())
+    assert carried.remember(agent.memory, played[-1].final_state).abs().sum() > 0
+
+
 def test_rl2_starts_as_the_policy_it_is_initialised_from(setup):
     policy, sim, _ = setup
     g = torch.Generator().manual_seed(0)
@@ -327,15 +362,26 @@ def test_a_catalogue_shorter_than_a_session_is_refused(world):
         play_session(sim, policy, lambda s: torch.zeros(2, 5), torch.Generator())
 
 
-def test_the_same_seed_trains_the_same_pooled_policy(setup):
-    policy, sim, tasks = setup
+@pytest.mark.parametrize("per_cohort", [False, True])
+def test_the_same_seed_trains_the_same_policy_to_the_last_bit(setup, world, per_cohort):
+    """A batch large enough for CPU threads to split the work: per-cohort rows must not add
+    their gradients in a thread-dependent order."""
+    policy, _, tasks = setup
+    sim = UserSimulator(world, SimulatorConfig(horizon=6), batch_size=256, seed=1, device="cpu")
     runs = [
         train_sessions(
-            policy, sim, tasks, tasks.train_cohorts, iterations=3, seed=4, progress=False
+            policy,
+            sim,
+            tasks,
+            tasks.all_cohorts,
+            per_cohort=per_cohort,
+            iterations=5,
+            seed=4,
+            progress=False,
         )[0]
-        for _ in range(2)
+        for _ in range(3)
     ]
-    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert all(torch.equal(runs[0][k], run[k]) for run in runs[1:] for k in runs[0])
 
 
 def test_rl2_serves_a_second_user_as_it_served_the_first(setup):
@@ -435,3 +481,24 @@ def test_only_the_named_parameters_train_from_the_given_start(setup):
     adapted = per_user_copy(pooled, 1)  # a start that requires grad is taken as a value
     start, _ = train_sessions(policy, sim, tasks, cohorts, init=adapted, iterations=1)
     assert all(v.is_leaf and not v.requires_grad for v in start.values())
+
+
+def test_shown_by_owner_counts_live_steps_by_hand():
+    actions = torch.tensor([[0, 2], [1, 3], [2, 0]])  # [T=3, B=2] catalogue positions
+    live = torch.tensor([[True, True], [True, True], [True, False]])
+    session = Session(
+        states=torch.zeros(3, 2, 1),
+        valid=torch.ones(3, 2, 4, dtype=torch.bool),
+        actions=actions,
+        rewards=torch.zeros(3, 2),
+        live=live,
+        log_probs=torch.zeros(3, 2),
+        final_state=torch.zeros(2, 1),
+    )
+    owner = torch.tensor([0, 1, 1, -1])
+    shares = shown_by_owner([session, session], owner, 2)
+    # row 0 showed owners 0, 1, 1; row 1 showed 1 and none (its third step was not live)
+    expected = torch.tensor([[1 / 3, 2 / 3], [0.0, 1 / 2]])
+    assert torch.allclose(shares[0], expected) and torch.equal(shares[0], shares[1])
+    with pytest.raises(ValueError, match="owner must be"):
+        shown_by_owner([session], torch.tensor([0, 1]), 2)

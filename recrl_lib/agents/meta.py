@@ -40,23 +40,31 @@ Params = dict[str, torch.Tensor]  # every tensor with a leading "parameter set" 
 # ----------------------------------------------------------------------------- 1. tasks
 
 
-def conflict_catalogue(world: World, per_cohort: int = 25) -> torch.Tensor:
-    """[M] item ids: each cohort's ``per_cohort`` favourites *relative to the other cohorts*
+def cohort_favourites(world: World, per_cohort: int = 25) -> dict[int, torch.Tensor]:
+    """{cohort: [per_cohort] item ids}: each cohort's favourites *relative to the other cohorts*
     (mean affinity in the cohort minus the mean over the others), clickbait left out.
 
     The benchmark's designer reads the world to build it, as lesson 02 did to build the world;
-    a policy is only told which items it may recommend. The held-out cohorts' favourites are in
-    it too (a held-out user must have something to like), and leaving clickbait out makes this a
-    benchmark of tastes, not of lesson 04's trap.
+    a policy is only told which items it may recommend (:func:`conflict_catalogue`).
     """
     affinity = world.affinity_all(world.user_vectors)  # [U, N]
     means = torch.stack([affinity[world.cohorts == c].mean(0) for c in range(world.n_cohorts)])
-    chosen = set()
+    favourites = {}
     for c in range(world.n_cohorts):
         others = torch.cat([means[:c], means[c + 1 :]]).mean(0)
         contrast = (means[c] - others).masked_fill(world.clickbait, -float("inf"))
-        chosen.update(contrast.topk(per_cohort).indices.tolist())
-    return torch.tensor(sorted(chosen), device=world.item_vectors.device)
+        favourites[c] = contrast.topk(per_cohort).indices
+    return favourites
+
+
+def conflict_catalogue(world: World, per_cohort: int = 25) -> torch.Tensor:
+    """[M] sorted item ids: the union of every cohort's :func:`cohort_favourites`.
+
+    The held-out cohorts' favourites are in it too (a held-out user must have something to
+    like), and leaving clickbait out makes this a benchmark of tastes, not of lesson 04's trap.
+    """
+    chosen = torch.cat(list(cohort_favourites(world, per_cohort).values()))
+    return chosen.unique()  # sorted, each item once
 
 
 @dataclass
@@ -174,12 +182,31 @@ def rows_of(params: Params, which: torch.Tensor) -> Params:
     first = next(iter(params.values()))
     if first.shape[0] == 1:
         return {k: v.expand(len(which), *v.shape[1:]) for k, v in params.items()}
-    return {k: v[which] for k, v in params.items()}
+    # A one-hot matmul rather than ``v[which]``: the backward of an index adds the rows' gradients
+    # in a thread-dependent order, which made the same seed differ in the last bits on CPU.
+    one_hot = torch.nn.functional.one_hot(which, first.shape[0]).to(first.dtype)  # [B, sets]
+    return {k: (one_hot @ v.flatten(1)).view(len(which), *v.shape[1:]) for k, v in params.items()}
 
 
 def per_user_copy(params: Params, n_users: int) -> Params:
     """n_users independent copies of a single parameter set, each its own leaf to adapt."""
     return {k: v.expand(n_users, *v.shape[1:]).clone().requires_grad_() for k, v in params.items()}
+
+
+def catalogue_vectors(
+    features: torch.Tensor, catalogue: torch.Tensor, dim: int = 16
+) -> torch.Tensor:
+    """The recommender's item features [N, F] -> [M, dim] vectors for the catalogue's M items:
+    centred over the catalogue, projected on its top ``dim`` principal directions (an SVD), and
+    each coordinate scaled to unit standard deviation, so that no direction starts out louder.
+    A small catalogue needs few dimensions; fewer inputs make a per-user step better posed."""
+    x = features[catalogue].float()
+    if not 1 <= dim <= min(x.shape):
+        raise ValueError(f"dim must be between 1 and {min(x.shape)} for this catalogue, got {dim}")
+    x = x - x.mean(0)
+    _, _, directions = torch.linalg.svd(x, full_matrices=False)
+    projected = x @ directions[:dim].T
+    return projected / projected.std(0)
 
 
 # ----------------------------------------------------------------------------- 3. a session
@@ -493,10 +520,12 @@ class RL2Network(nn.Module):
         *,
         memory: int = 32,
         hidden: int = 64,
+        carry_memory: bool = True,
         seed: int = 0,
     ):
         super().__init__()
         self.policy, self.sessions, self.memory_size = policy, sessions, memory
+        self.carry_memory = carry_memory
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if init is None:
@@ -528,6 +557,10 @@ class RL2Network(nn.Module):
         return self.critic(torch.cat([state, memory, progress], dim=-1))[..., 0]
 
     def remember(self, memory: torch.Tensor, session_end: torch.Tensor) -> torch.Tensor:
+        """The memory for the user's next session; with ``carry_memory=False`` (the ablation that
+        measures what the memory is worth) every session starts from an empty one."""
+        if not self.carry_memory:
+            return torch.zeros_like(memory)
         return self.cell(session_end, memory)
 
 
@@ -713,3 +746,19 @@ def adaptation_curves(
         frame = frame.melt(id_vars="user", var_name="session", value_name="return")
         frames.append(frame.assign(policy=agent.name, cohort=cohorts.cpu().numpy()[frame["user"]]))
     return pd.concat(frames, ignore_index=True)
+
+
+def shown_by_owner(played: list[Session], owner: torch.Tensor, n_owners: int) -> torch.Tensor:
+    """What each session showed: [K, B, n_owners], the share of row b's live steps in session k
+    that showed an item of each owner group (``owner`` [M]: a group per catalogue position, e.g.
+    the cohort whose favourite it is; −1 for none). A row's shares sum to at most 1."""
+    if owner.shape != played[0].valid.shape[-1:] or owner.max() >= n_owners:
+        raise ValueError(
+            f"owner must be [M] = {tuple(played[0].valid.shape[-1:])} in -1..{n_owners - 1}"
+        )
+    shares = []
+    for session in played:
+        groups = owner[session.actions]  # [T, B]
+        counts = torch.stack([((groups == g) & session.live).sum(0) for g in range(n_owners)], -1)
+        shares.append(counts / session.live.sum(0).clamp(min=1)[:, None])
+    return torch.stack(shares)
