@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from recrl_lib.agents.dqn import n_step_returns, td_target
+from recrl_lib.agents.meta import reptile_update, reset_memory
 from recrl_lib.agents.ppo import gae, ppo_loss
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import TabularMDP, bellman_backup
@@ -384,6 +385,64 @@ def check_ppo_loss(fn: Callable, trials: int = 50, seed: int = 0) -> None:
 
 
 # ----------------------------------------------------------------------------- the self-check
+
+
+# ----------------------------------------------------------------------------- exercise 06
+
+
+def _random_parameter_sets(rng: np.random.Generator) -> tuple[dict, dict]:
+    """θ: one set {name: [1, ...]}; φ: B adapted sets {name: [B, ...]}, B and shapes random."""
+    B = int(rng.integers(1, 6))
+    shapes = {"w0": (int(rng.integers(1, 5)),), "w1": (int(rng.integers(1, 4)), 3)}
+    theta = {k: torch.from_numpy(rng.normal(size=(1, *v))).float() for k, v in shapes.items()}
+    adapted = {k: torch.from_numpy(rng.normal(size=(B, *v))).float() for k, v in shapes.items()}
+    return theta, adapted
+
+
+def check_reptile_update(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(theta, adapted, step_size) -> new theta``: θ + ε · mean_b(φ_b − θ), per name."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        theta, adapted = _random_parameter_sets(rng)
+        step_size = float(rng.uniform(0.05, 1.0))
+        expected = reptile_update(theta, adapted, step_size)
+        got = fn({k: v.clone() for k, v in theta.items()}, adapted, step_size)
+        if not isinstance(got, dict) or set(got) != set(theta):
+            _fail(f"return a dict with the same names as theta: {sorted(theta)}")
+        for name, value in expected.items():
+            mine = torch.as_tensor(got[name]).float()
+            if mine.shape != value.shape:
+                _fail(f"theta[{name!r}] should keep its shape {tuple(value.shape)} (one set)")
+            first_only = theta[name] + step_size * (adapted[name][:1] - theta[name])
+            if len(adapted[name]) > 1 and torch.allclose(mine, first_only):
+                _fail("average φ_b − θ over all the users b, not only the first")
+            if torch.allclose(mine, adapted[name].mean(0, keepdim=True)) and step_size < 1:
+                _fail("θ moves only a step ε toward the users' mean, not all the way")
+            if not torch.allclose(mine, value, atol=1e-5):
+                _fail(
+                    f"θ + ε · (1/B) Σ_b (φ_b − θ) for {name!r} (B={len(adapted[name])}, "
+                    f"ε={step_size:.3f})"
+                )
+
+
+def check_reset_memory(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(memory [B, m], new_user [B] bool) -> memory``: zero where a new user arrives."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        B, m = int(rng.integers(1, 7)), int(rng.integers(1, 5))
+        memory = torch.from_numpy(rng.normal(size=(B, m))).float()
+        new_user = torch.from_numpy(rng.random(B) < 0.5)
+        got = fn(memory.clone(), new_user.clone())
+        mine = torch.as_tensor(got)
+        if mine.shape != memory.shape:
+            _fail(f"return the memory with its shape [B, m] = {tuple(memory.shape)}")
+        expected = reset_memory(memory, new_user)
+        if torch.allclose(mine.float(), reset_memory(memory, ~new_user)) and new_user.any():
+            _fail("you wiped the returning users and kept the new ones: the other way round")
+        if (mine[~new_user] == 0).all() and (~new_user).any() and memory[~new_user].abs().sum():
+            _fail("the same user coming back keeps their memory: wipe only rows of a new user")
+        if not torch.allclose(mine.float(), expected):
+            _fail("rows where new_user is True become 0; the other rows stay as they were")
 
 
 def self_check(parts: dict[str, Callable[[], None]]) -> dict[str, bool]:

@@ -43,6 +43,7 @@ STUDENTS = {
     # one endless loop shows the timeout (each costs CELL_TIMEOUT s of the suite), where losing
     # part 1 also costs a test that rests on both parts
     "ex05_ppo": ["ada", "ben", "cy", "dee"],
+    "ex06_meta_rl": ["ada", "ben", "cy"],
 }
 
 EXPECTED = {
@@ -84,6 +85,16 @@ EXPECTED = {
         # training uses both parts: without part 1 it fails too
         "needs part 1": {"test_gae", "test_gae_on_rollout", "test_your_ppo_learns"},
     },
+    "ex06_meta_rl": {
+        "part 1": "reptile_update",
+        "part 2 test": "test_reset_memory",
+        "points": {
+            "test_reptile_update": 3,
+            "test_reset_memory": 2,
+            "test_reptile_finds_the_centre": 1,
+        },
+        "on part 1": {"test_reptile_update", "test_reptile_finds_the_centre"},
+    },
 }
 
 
@@ -118,7 +129,7 @@ def comparable(path: Path) -> list[dict]:
 
 
 def test_every_assignment_has_a_source_and_a_release():
-    assert ASSIGNMENTS == ["ex03_q_learning", "ex04_dqn", "ex05_ppo"]
+    assert ASSIGNMENTS == ["ex03_q_learning", "ex04_dqn", "ex05_ppo", "ex06_meta_rl"]
     for assignment in ASSIGNMENTS:
         assert (ROOT / "solutions" / assignment / f"{assignment}.ipynb").is_file()
         assert (ROOT / "exercises" / assignment / f"{assignment}.ipynb").is_file()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from recrl_lib import grading
 from recrl_lib.agents.dqn import n_step_returns, td_target
+from recrl_lib.agents.meta import reptile_update, reset_memory
 from recrl_lib.agents.ppo import gae, ppo_loss
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import bellman_backup
@@ -233,3 +234,36 @@ def test_ppo_mistakes_are_named(check, wrong, message):
 def test_the_ppo_references_pass():
     grading.check_gae(gae)
     grading.check_ppo_loss(ppo_reference)
+
+
+def test_the_meta_references_pass():
+    grading.check_reptile_update(reptile_update)
+    grading.check_reset_memory(reset_memory)
+
+
+def reptile_first_user_only(theta, adapted, step_size):
+    return {k: theta[k] + step_size * (adapted[k][:1] - theta[k]) for k in theta}
+
+
+def reptile_all_the_way(theta, adapted, step_size):
+    return {k: adapted[k].mean(0, keepdim=True) for k in theta}
+
+
+def reptile_without_the_mean(theta, adapted, step_size):
+    return {k: theta[k] + step_size * (adapted[k] - theta[k]).sum(0, keepdim=True) for k in theta}
+
+
+@pytest.mark.parametrize(
+    ("check", "wrong", "message"),
+    [
+        (grading.check_reptile_update, reptile_first_user_only, "not only the first"),
+        (grading.check_reptile_update, reptile_all_the_way, "not all the way"),
+        (grading.check_reptile_update, reptile_without_the_mean, r"\(1/B\) Σ_b"),
+        (grading.check_reset_memory, lambda m, new: m * new[:, None], "the other way round"),
+        (grading.check_reset_memory, lambda m, new: torch.zeros_like(m), "keeps their memory"),
+        (grading.check_reset_memory, lambda m, new: m, "rows where new_user is True"),
+    ],
+)
+def test_meta_mistakes_are_named(check, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(wrong)

@@ -185,6 +185,11 @@ NON_ORACLES = {
     "RecQNetwork",
     "ItemTable",
     "DQN",
+    "SessionPolicy",
+    "catalogue_vectors",
+    "RL2Network",
+    "RL2Agent",
+    "AdaptingAgent",
 }
 HIDDEN_NAMES = {"world", "sim", "evaluator", "validation", "fitted", "one"}  # simulators, worlds
 
