@@ -201,8 +201,9 @@ def catalogue_vectors(
     each coordinate scaled to unit standard deviation, so that no direction starts out louder.
     A small catalogue needs few dimensions; fewer inputs make a per-user step better posed."""
     x = features[catalogue].float()
-    if not 1 <= dim <= min(x.shape):
-        raise ValueError(f"dim must be between 1 and {min(x.shape)} for this catalogue, got {dim}")
+    most = min(x.shape[0] - 1, x.shape[1])  # centring M items leaves at most M − 1 directions
+    if not 1 <= dim <= most:
+        raise ValueError(f"dim must be between 1 and {most} for this catalogue, got {dim}")
     x = x - x.mean(0)
     _, _, directions = torch.linalg.svd(x, full_matrices=False)
     projected = x @ directions[:dim].T
@@ -714,6 +715,7 @@ def run_trial(
     Returns (clicks per row and session [B, K], the K played sessions).
     """
     sim.reset(user_vectors=users)
+    cohorts = cohorts.to(sim.device)
     agent.begin(cohorts if agent.oracle else torch.full_like(cohorts, -1))  # hidden: oracles only
     played = []
     for k in range(sessions):
