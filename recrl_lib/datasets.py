@@ -149,6 +149,30 @@ def interaction_matrix(ratings: pd.DataFrame, n_users: int, n_items: int):
     return matrix
 
 
+def recent_history(
+    ratings: pd.DataFrame, n_users: int, length: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each user's last ``length`` ratings in time, newest last, padded on the left.
+
+    Returns items [n_users, length] long, ratings [n_users, length] float (1..5, 0 on padding)
+    and mask [n_users, length] bool (True = a real rating). Ties in time are ordered by item.
+    """
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    ordered = ratings.sort_values(["user", "timestamp", "item"], kind="stable")
+    from_end = ordered.groupby("user").cumcount(ascending=False).to_numpy()
+    keep = from_end < length
+    users = ordered["user"].to_numpy()[keep]
+    slots = length - 1 - from_end[keep]
+    items = torch.zeros(n_users, length, dtype=torch.long)
+    values = torch.zeros(n_users, length)
+    mask = torch.zeros(n_users, length, dtype=torch.bool)
+    items[users, slots] = torch.as_tensor(ordered["item"].to_numpy()[keep], dtype=torch.long)
+    values[users, slots] = torch.as_tensor(ordered["rating"].to_numpy()[keep], dtype=torch.float)
+    mask[users, slots] = True
+    return items, values, mask
+
+
 # ----------------------------------------------------------------------------- locating
 
 

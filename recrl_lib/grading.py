@@ -20,6 +20,8 @@ from recrl_lib.agents.meta import reptile_update, reset_memory
 from recrl_lib.agents.ppo import gae, ppo_loss
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import TabularMDP, bellman_backup
+from recrl_lib.evaluation.off_policy import ips, snips
+from recrl_lib.evaluation.ranking import ndcg_at_k
 
 
 def _fail(message: str) -> None:
@@ -443,6 +445,84 @@ def check_reset_memory(fn: Callable, trials: int = 50, seed: int = 0) -> None:
             _fail("the same user coming back keeps their memory: wipe only rows of a new user")
         if not torch.allclose(mine.float(), expected):
             _fail("rows where new_user is True become 0; the other rows stay as they were")
+
+
+# ----------------------------------------------------------------------------- exercise 07
+
+
+def _random_lists(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(ranked [U, L] long, gains [U, N] float with ties and a user without gain, k)."""
+    n_users, n_items = int(rng.integers(2, 7)), int(rng.integers(4, 12))
+    length = int(rng.integers(1, n_items + 1))
+    ranked = np.stack([rng.permutation(n_items)[:length] for _ in range(n_users)])
+    gains = rng.integers(0, 3, size=(n_users, n_items)).astype(float)  # equal gains: ties
+    gains[0] = 0.0  # a user with nothing relevant
+    k = int(rng.integers(1, n_items + 3))  # sometimes larger than the list
+    return torch.from_numpy(ranked), torch.from_numpy(gains), k
+
+
+def check_ndcg_at_k(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(ranked [U, L], gains [U, N], k) -> [U]``: NDCG@k with linear gain, NaN without
+    gain."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        ranked, gains, k = _random_lists(rng)
+        expected = ndcg_at_k(ranked, gains, k)
+        mine = torch.as_tensor(fn(ranked.clone(), gains.clone(), k)).double()
+        if mine.shape != expected.shape:
+            _fail(f"return one value per user: shape {tuple(expected.shape)}")
+        if not mine[0].isnan():
+            _fail("a user whose gains are all 0 has no ideal list: NDCG is NaN (undefined)")
+        defined = ~expected.isnan()
+        discount = 1 / torch.log2(torch.arange(2, ranked.shape[1] + 2).double())
+        got = gains.gather(1, ranked[:, :k])
+        own_ideal = (got.sort(1, descending=True).values * discount[: got.shape[1]]).sum(1)
+        own = (got * discount[: got.shape[1]]).sum(1) / own_ideal
+        if torch.allclose(mine[defined], own[defined], equal_nan=True) and not torch.allclose(
+            own[defined], expected[defined], equal_nan=True
+        ):
+            _fail("the ideal DCG sorts the gains of *all* the user's items, not only the listed")
+        if not torch.allclose(mine[defined], expected[defined], atol=1e-6):
+            _fail(
+                f"NDCG@{k} = DCG / IDCG with DCG = Σ_(i=1..k) gain_i / log2(i + 1) "
+                f"(lists of length {ranked.shape[1]}: positions past the list add nothing)"
+            )
+
+
+def _random_log(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    n = int(rng.integers(2, 40))
+    rewards = rng.random(n) * (rng.random(n) < 0.5)
+    target_p, behaviour_p = rng.uniform(0.0, 1.0, n), rng.uniform(0.05, 1.0, n)
+    return rewards, target_p, behaviour_p
+
+
+def _check_estimator(fn: Callable, reference: Callable, name: str, trials: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        rewards, target_p, behaviour_p = _random_log(rng)
+        expected = reference(rewards, target_p, behaviour_p)
+        mine = float(fn(rewards.copy(), target_p.copy(), behaviour_p.copy()))
+        if np.isclose(mine, float(reference(rewards, behaviour_p, target_p))) and not np.isclose(
+            mine, expected
+        ):
+            _fail("the weight is π(a|x) / β(a|x): target over behaviour, not the other way")
+        if np.isclose(mine, rewards.mean()) and not np.isclose(mine, expected):
+            _fail(f"{name} weights each reward by π/β; you averaged the rewards")
+        by_n = ips(rewards, target_p, behaviour_p)
+        if name == "SNIPS" and np.isclose(mine, by_n) and not np.isclose(mine, expected):
+            _fail("SNIPS divides by the sum of the weights Σ w_i, not by n")
+        if not np.isclose(mine, expected, atol=1e-8):
+            _fail(f"{name} of {len(rewards)} logged rows: expected {expected:.6f}, got {mine:.6f}")
+
+
+def check_ips(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(rewards [n], target_p [n], behaviour_p [n]) -> float``: (1/n) Σ (π/β) r."""
+    _check_estimator(fn, ips, "IPS", trials, seed)
+
+
+def check_snips(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(rewards [n], target_p [n], behaviour_p [n]) -> float``: Σ w r / Σ w."""
+    _check_estimator(fn, snips, "SNIPS", trials, seed)
 
 
 def self_check(parts: dict[str, Callable[[], None]]) -> dict[str, bool]:

@@ -12,6 +12,8 @@ from recrl_lib.evaluation import (
     auc_per_user,
     compare_over_seeds,
     mean_ci,
+    on_policy_report,
+    paired_difference,
     policy_summary,
     seed_band,
     t_interval,
@@ -139,3 +141,38 @@ def test_policy_summary_uses_sessions_for_fixed_and_seeds_for_learned_policies()
         t_interval(seed_means)[1:]
     )
     assert summary.loc["learned", "return"] == pytest.approx(np.mean(seed_means))
+
+
+def test_paired_difference_is_the_paired_t_interval_by_hand():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(1.0, 1.0, 30), rng.normal(0.0, 1.0, 30)
+    a[4] = np.nan  # that pair is left out
+    result = paired_difference(a, b)
+    d = np.delete(a - b, 4)
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert result["n"] == 29
+    assert result["diff"] == pytest.approx(d.mean())
+    assert (result["low"], result["high"]) == (
+        pytest.approx(d.mean() - half),
+        pytest.approx(d.mean() + half),
+    )
+
+
+def test_on_policy_report_has_every_metric_with_its_interval():
+    rng = np.random.default_rng(4)
+
+    def table(shift: float) -> pd.DataFrame:
+        length = rng.integers(1, 20, 50)
+        clicks = rng.binomial(length, 0.4)
+        rating = np.where(clicks > 0, 3.5 + shift, np.nan)
+        return pd.DataFrame({"return": clicks + 0.0, "length": length, "mean_rating": rating})
+
+    report = on_policy_report({"fixed": table(0.0), "learned": [table(0.1), table(0.3)]})
+    assert set(report.columns.get_level_values(0)) == {"return", "CTR", "length", "rating"}
+    fixed = table(0.0)
+    row = report.loc["learned"]
+    assert row[("rating", "mean")] == pytest.approx(3.5 + 0.2)
+    assert (report.xs("low", axis=1, level=1) <= report.xs("mean", axis=1, level=1)).all().all()
+    assert (report.xs("mean", axis=1, level=1) <= report.xs("high", axis=1, level=1)).all().all()
+    ctr = (fixed["return"] / fixed["length"]).mean()
+    assert on_policy_report({"f": fixed}).loc["f", ("CTR", "mean")] == pytest.approx(ctr)

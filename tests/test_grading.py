@@ -44,6 +44,7 @@ STUDENTS = {
     # part 1 also costs a test that rests on both parts
     "ex05_ppo": ["ada", "ben", "cy", "dee"],
     "ex06_meta_rl": ["ada", "ben", "cy"],
+    "ex07_evaluation": ["ada", "ben", "cy"],
 }
 
 EXPECTED = {
@@ -94,6 +95,17 @@ EXPECTED = {
             "test_reptile_finds_the_centre": 1,
         },
         "on part 1": {"test_reptile_update", "test_reptile_finds_the_centre"},
+    },
+    "ex07_evaluation": {
+        "part 1": "ndcg_at_k",
+        "part 2 test": "test_ips",
+        "points": {
+            "test_ndcg_at_k": 3,
+            "test_ips": 2,
+            "test_snips": 2,
+            "test_ips_is_unbiased": 1,
+        },
+        "on part 1": {"test_ndcg_at_k"},
     },
 }
 

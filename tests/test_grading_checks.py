@@ -14,6 +14,8 @@ from recrl_lib.agents.meta import reptile_update, reset_memory
 from recrl_lib.agents.ppo import gae, ppo_loss
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import bellman_backup
+from recrl_lib.evaluation.off_policy import ips, snips
+from recrl_lib.evaluation.ranking import ndcg_at_k
 
 
 def test_the_references_pass_every_check():
@@ -265,5 +267,47 @@ def reptile_without_the_mean(theta, adapted, step_size):
     ],
 )
 def test_meta_mistakes_are_named(check, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(wrong)
+
+
+def test_the_evaluation_references_pass():
+    grading.check_ndcg_at_k(ndcg_at_k)
+    grading.check_ips(ips)
+    grading.check_snips(snips)
+
+
+def ndcg_with_its_own_ideal(ranked, gains, k):
+    got = gains.gather(1, ranked[:, :k]).double()
+    discount = 1 / torch.log2(torch.arange(2, got.shape[1] + 2).double())
+    ideal = (got.sort(1, descending=True).values * discount).sum(1)
+    return torch.where(ideal > 0, (got * discount).sum(1) / ideal, torch.nan)
+
+
+def ndcg_zero_without_gain(ranked, gains, k):
+    return ndcg_at_k(ranked, gains, k).nan_to_num(0.0)
+
+
+def ndcg_with_log2_of_i(ranked, gains, k):
+    got = gains.gather(1, ranked[:, :k]).double()
+    discount = 1 / torch.log2(torch.arange(2, got.shape[1] + 2).double() + 1)
+    ideal = gains.double().topk(min(k, gains.shape[1]), 1).values
+    idcg = (ideal * (1 / torch.log2(torch.arange(2, ideal.shape[1] + 2).double() + 1))).sum(1)
+    return torch.where(idcg > 0, (got * discount).sum(1) / idcg, torch.nan)
+
+
+@pytest.mark.parametrize(
+    ("check", "wrong", "message"),
+    [
+        (grading.check_ndcg_at_k, ndcg_with_its_own_ideal, "all. the user's items"),
+        (grading.check_ndcg_at_k, ndcg_zero_without_gain, "NaN"),
+        (grading.check_ndcg_at_k, ndcg_with_log2_of_i, r"log2\(i \+ 1\)"),
+        (grading.check_ips, lambda r, t, b: np.mean(r * b / t), "not the other way"),
+        (grading.check_ips, lambda r, t, b: np.mean(r), "averaged the rewards"),
+        (grading.check_snips, lambda r, t, b: ips(r, t, b), "not by n"),
+        (grading.check_snips, lambda r, t, b: np.sum(r * t / b) / len(r) * 1.1, "SNIPS of"),
+    ],
+)
+def test_evaluation_mistakes_are_named(check, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(wrong)

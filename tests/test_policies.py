@@ -190,6 +190,14 @@ NON_ORACLES = {
     "RL2Network",
     "RL2Agent",
     "AdaptingAgent",
+    "RecActorCritic",
+    "PPO",
+    "Policy",
+    "softmax_policy",
+    "epsilon_greedy",
+    "mixture",
+    "recent_history",
+    "observation_from_history",
 }
 HIDDEN_NAMES = {"world", "sim", "evaluator", "validation", "fitted", "one"}  # simulators, worlds
 

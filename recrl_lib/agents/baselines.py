@@ -4,6 +4,8 @@ A :class:`Policy` scores every item for a batch of observations, ``score(obs) ->
 shows the best *valid* item: one not already in the observed session log (every policy knows
 the log, the same way) and, optionally, inside an ``allowed`` set. ``policy(obs)`` returns the
 actions [B]; ``policy.rank(obs, k)`` the top-k valid items [B, k] for offline metrics.
+(Stochastic policies, which also say their probabilities, are in
+:mod:`~recrl_lib.agents.behaviour`.)
 
 What a policy may see is part of its definition:
 
@@ -72,9 +74,13 @@ class Policy:
         return self.masked_scores(obs).argmax(1)
 
     @torch.no_grad()
-    def rank(self, obs: Observation, k: int) -> torch.Tensor:
-        """The k best valid items of each row, best first -> [B, k] long."""
-        return self.masked_scores(obs).topk(k, dim=1).indices
+    def rank(self, obs: Observation, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """The k best valid items of each row, best first -> [B, k] long; ``exclude`` [B, N]
+        bool removes more items (e.g. those the user rated in the training split)."""
+        scores = self.masked_scores(obs)
+        if exclude is not None:
+            scores = scores.masked_fill(exclude.to(scores.device), -float("inf"))
+        return scores.topk(k, dim=1).indices
 
 
 def _batch_size(obs: Observation) -> int:

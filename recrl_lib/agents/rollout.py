@@ -1,4 +1,6 @@
-"""Run a policy for whole sessions on the batched simulator and collect per-session results."""
+"""Run policies on the batched simulator: whole sessions evaluated on-policy
+(:func:`evaluate_policy`), and sessions logged by a stochastic policy with its propensities
+(:func:`log_sessions`), the data of off-policy evaluation and learning."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recrl_lib.agents.behaviour import StochasticPolicy
 from recrl_lib.envs.simulator import UserSimulator
 
 
@@ -62,3 +65,50 @@ def evaluate_policy(
             )
         )
     return pd.concat(rows, ignore_index=True).astype({"length": np.int64})
+
+
+@torch.no_grad()
+def log_sessions(
+    sim: UserSimulator,
+    behaviour: StochasticPolicy,
+    *,
+    target: StochasticPolicy | None = None,
+    horizon: int | None = None,
+    users: torch.Tensor | None = None,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """``sim.batch_size`` sessions written by ``behaviour``, as a production log records them.
+
+    Each session runs for ``horizon`` steps at most (default: the simulator's). Returns, each
+    [B, T]: ``actions`` (long), ``rewards`` (clicks; 0 after the session ended), ``alive``
+    (bool: the step happened), ``behaviour_p`` (β(a_t|s_t), recorded when the item was drawn;
+    1 after the end) and, given a ``target``, ``target_p`` (π(a_t|s_t) for the same item at the
+    same logged state; 1 after the end): what off-policy estimators read.
+    """
+    T = horizon or sim.config.horizon
+    if not 1 <= T <= sim.config.horizon:
+        raise ValueError(f"horizon must be in 1..{sim.config.horizon}, got {horizon}")
+    obs = sim.reset(seed=seed, users=users)
+    B = sim.batch_size
+    log = {
+        "actions": torch.zeros(B, T, dtype=torch.long, device=sim.device),
+        "rewards": torch.zeros(B, T, device=sim.device),
+        "alive": torch.zeros(B, T, dtype=torch.bool, device=sim.device),
+        "behaviour_p": torch.ones(B, T, device=sim.device),
+    }
+    if target is not None:
+        log["target_p"] = torch.ones(B, T, device=sim.device)
+    alive = torch.ones(B, dtype=torch.bool, device=sim.device)
+    for t in range(T):
+        actions, propensity = behaviour.sample(obs)
+        log["actions"][:, t], log["alive"][:, t] = actions, alive
+        log["behaviour_p"][:, t] = torch.where(alive, propensity, 1.0)
+        if target is not None:
+            target_p = target.probs(obs).gather(1, actions[:, None])[:, 0]
+            log["target_p"][:, t] = torch.where(alive, target_p, 1.0)
+        obs, reward, terminated, truncated, _ = sim.step(actions)
+        log["rewards"][:, t] = reward * alive
+        alive &= ~(terminated | truncated)
+        if not alive.any():
+            break
+    return log

@@ -128,7 +128,9 @@ class TextEncoder:
     def _save_cache(self, cache: dict[str, torch.Tensor]) -> None:
         try:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.cache_file.with_suffix(".part")
+            # one partial file per process: two processes (e.g. parallel tests) never write
+            # into the same file, and the rename makes each complete cache appear at once
+            partial = self.cache_file.with_suffix(f".part{os.getpid()}")
             torch.save(cache, partial)
             partial.replace(self.cache_file)
         except OSError as error:

@@ -2,7 +2,12 @@
 
 from recrl_lib.envs.genre_mdp import TabularMDP, TabularMDPEnv, genre_mdp, value_iteration
 from recrl_lib.envs.gym_env import RecommenderEnv, RecommenderVectorEnv
-from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator, shown_items
+from recrl_lib.envs.simulator import (
+    SimulatorConfig,
+    UserSimulator,
+    observation_from_history,
+    shown_items,
+)
 from recrl_lib.envs.vector import TorchVectorEnv
 from recrl_lib.envs.world import World, build_world, kmeans
 
@@ -18,6 +23,7 @@ __all__ = [
     "build_world",
     "genre_mdp",
     "kmeans",
+    "observation_from_history",
     "shown_items",
     "value_iteration",
 ]

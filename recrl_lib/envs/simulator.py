@@ -86,6 +86,49 @@ def shown_items(obs: dict[str, torch.Tensor], n_items: int) -> torch.Tensor:
     return shown[:, :n_items]
 
 
+def observation_from_history(
+    items: torch.Tensor,
+    ratings: torch.Tensor,
+    mask: torch.Tensor,
+    config: SimulatorConfig,
+) -> dict[str, torch.Tensor]:
+    """A logged history in the simulator's observation format, for offline ranking.
+
+    items [B, L] long, ratings [B, L] (1..5) and mask [B, L] (e.g. from
+    :func:`recrl_lib.datasets.recent_history`) are read as a session so far in which every
+    item was clicked and rated: clicks 1, ratings / 5, step L' / horizon, session totals (the
+    clicks, no misses, the ratings / 5) / horizon, with L' the real steps of each row. L must be
+    at most the observed steps H; the log is padded on the left to H.
+    """
+    B, L = items.shape
+    H, horizon = config.observed_steps, config.horizon
+    if L > H or ratings.shape != items.shape or mask.shape != items.shape:
+        raise ValueError(
+            f"need items, ratings, mask of one shape [B, L] with L <= {H} observed steps, "
+            f"got {tuple(items.shape)}, {tuple(ratings.shape)}, {tuple(mask.shape)}"
+        )
+    if config.observe_features:
+        raise ValueError("observation_from_history has no user features: observe_features=False")
+    if ((ratings[mask] < 1) | (ratings[mask] > 5)).any():
+        raise ValueError("ratings of the real steps must lie in 1..5")
+    pad = H - L
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (pad, 0))
+
+    clicks = mask.float()
+    scaled = ratings * mask / 5
+    n = mask.sum(1, keepdim=True).float()
+    return {
+        "items": padded(items * mask),
+        "clicks": padded(clicks),
+        "ratings": padded(scaled),
+        "mask": padded(mask),
+        "step": n / horizon,
+        "session": torch.cat([n, torch.zeros_like(n), scaled.sum(1, keepdim=True)], 1) / horizon,
+    }
+
+
 class UserSimulator:
     """``batch_size`` users stepped together on ``device``; see the module docstring."""
 

@@ -1,4 +1,4 @@
-"""Evaluation: ranking metrics and confidence intervals. Pure functions on tensors and arrays.
+"""Confidence intervals, paired comparisons, and the on-policy summary table.
 
 Statistics follow one rule: **the training seed is the unit of replication**. Sessions of one
 trained agent are not independent evidence about the *algorithm*; the S per-seed means are.
@@ -10,36 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
-
-
-def auc_per_user(
-    scores: torch.Tensor, positives: torch.Tensor, candidates: torch.Tensor
-) -> torch.Tensor:
-    """ROC AUC of each user's ranking: positives against the other candidates.
-
-    scores: [U, N] float; positives, candidates: [U, N] bool (positives must be candidates).
-    The negatives of user u are candidates[u] & ~positives[u]. Ties count one half.
-    Returns [U] float, NaN for users with no positive or no negative.
-    """
-    if not (scores.shape == positives.shape == candidates.shape):
-        shapes = [tuple(x.shape) for x in (scores, positives, candidates)]
-        raise ValueError(
-            f"shapes differ: scores {shapes[0]}, positives {shapes[1]}, candidates {shapes[2]}"
-        )
-    if (positives & ~candidates).any():
-        raise ValueError("every positive must also be a candidate")
-    negatives = candidates & ~positives
-    scores = scores.double()
-    # Rank each score among the user's candidates (average rank for ties): the Mann-Whitney U.
-    masked = torch.where(candidates, scores, torch.full_like(scores, float("inf")))
-    ranks = torch.from_numpy(stats.rankdata(masked.cpu().numpy(), axis=1)).to(scores.device)
-    n_pos, n_neg = positives.sum(1).double(), negatives.sum(1).double()
-    rank_sum = (ranks * positives).sum(1)
-    u_stat = rank_sum - n_pos * (n_pos + 1) / 2
-    auc = u_stat / (n_pos * n_neg)
-    return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))
 
 
 def mean_ci(
@@ -160,3 +131,51 @@ def policy_summary(
         }
     numeric = ["return", "ci_low", "ci_high", "length", "clickbait", "mean rating"]
     return pd.DataFrame(rows).T.astype({column: float for column in numeric})
+
+
+def paired_difference(a, b, confidence: float = 0.95) -> dict[str, float]:
+    """Mean of A − B over the same units (users) and its paired-t interval (scipy), for two
+    *fixed* policies (no training seed). Pairs with a NaN on either side are left out.
+    Returns ``diff``, ``low``, ``high`` and ``n`` (the pairs used)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be [U] on the same users, got {a.shape} and {b.shape}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    if keep.sum() < 2:
+        raise ValueError("paired_difference needs >= 2 complete pairs")
+    a, b = a[keep], b[keep]
+    diff = a - b
+    if np.all(diff == diff[0]):
+        low = high = float(diff[0])
+    else:
+        ci = stats.ttest_rel(a, b).confidence_interval(confidence)
+        low, high = float(ci.low), float(ci.high)
+    return {"diff": float(diff.mean()), "low": low, "high": high, "n": int(keep.sum())}
+
+
+ON_POLICY_METRICS = {"return": "return", "CTR": "ctr", "length": "length", "rating": "mean_rating"}
+
+
+def on_policy_report(
+    results: dict[str, pd.DataFrame | list[pd.DataFrame]], confidence: float = 0.95
+) -> pd.DataFrame:
+    """Session return, click-through rate (clicks / steps of each session), session length and
+    mean rating of clicked items, each with its interval, one row per policy.
+
+    ``results`` as for :func:`policy_summary`: a fixed policy's table (bootstrap over sessions)
+    or a list of per-seed tables (t over the per-seed means). Columns: a (metric, mean / low /
+    high) MultiIndex. Sessions without a click have no mean rating and are left out of it.
+    """
+    rows = {}
+    for name, result in results.items():
+        tables = [result] if isinstance(result, pd.DataFrame) else result
+        tables = [t.assign(ctr=t["return"] / t["length"]) for t in tables]
+        row = {}
+        for label, column in ON_POLICY_METRICS.items():
+            if isinstance(result, pd.DataFrame):
+                mean, low, high = mean_ci(tables[0][column], confidence)
+            else:
+                mean, low, high = t_interval([t[column].mean() for t in tables], confidence)
+            row |= {(label, "mean"): mean, (label, "low"): low, (label, "high"): high}
+        rows[name] = row
+    return pd.DataFrame(rows).T

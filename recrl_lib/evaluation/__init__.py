@@ -1,0 +1,30 @@
+"""Evaluation, pure functions on tensors and arrays, one concept a module:
+
+- :mod:`~recrl_lib.evaluation.intervals`: confidence intervals, paired comparisons over
+  training seeds, the on-policy summary table;
+- :mod:`~recrl_lib.evaluation.ranking`: top-k ranking metrics, rating errors, and what a set
+  of lists does to the catalogue (coverage, novelty, diversity, Gini of exposure);
+- :mod:`~recrl_lib.evaluation.off_policy`: estimators of a policy's value from logged data.
+"""
+
+from recrl_lib.evaluation.intervals import (
+    compare_over_seeds,
+    mean_ci,
+    on_policy_report,
+    paired_difference,
+    policy_summary,
+    seed_band,
+    t_interval,
+)
+from recrl_lib.evaluation.ranking import auc_per_user
+
+__all__ = [
+    "auc_per_user",
+    "compare_over_seeds",
+    "mean_ci",
+    "on_policy_report",
+    "paired_difference",
+    "policy_summary",
+    "seed_band",
+    "t_interval",
+]
