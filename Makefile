@@ -51,13 +51,14 @@ browser:
 	      >/dev/null) || echo "note: chromium could not be installed; the browser test will skip"; \
 	  else echo "note: no chromium and no root apt-get; the browser test will skip"; fi; }
 
-# Two workers, one test file (or notebook) each at a time: the suite is part CPU-bound training,
-# part waiting (kernels starting, nbgrader, the browser), so two overlap well on a 2-core machine.
-# Each worker keeps torch's default threads, so every number is the one a serial run gives.
+# Two workers, one test file (or notebook) each at a time, each with one torch thread: on a
+# 2-core machine that keeps both cores busy through the suite's waits (kernels starting,
+# nbgrader, the browser), where two-thread workers would fight over the cores.
 PYTEST_WORKERS ?= 2
 
 test: setup browser
-	$(TEST_ENV) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	  $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # nbgrader runs alembic for its gradebook, so the venv's scripts go on the PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader

@@ -468,7 +468,11 @@ def check_ndcg_at_k(fn: Callable, trials: int = 50, seed: int = 0) -> None:
     for _ in range(trials):
         ranked, gains, k = _random_lists(rng)
         expected = ndcg_at_k(ranked, gains, k)
-        mine = torch.as_tensor(fn(ranked.clone(), gains.clone(), k)).double()
+        try:
+            mine = torch.as_tensor(fn(ranked.clone(), gains.clone(), k)).double()
+        except Exception as error:  # a crash becomes a message that says on what
+            n_items, length = gains.shape[1], ranked.shape[1]
+            _fail(f"your function raised {error!r} for k={k}, lists of {length}, {n_items} items")
         if mine.shape != expected.shape:
             _fail(f"return one value per user: shape {tuple(expected.shape)}")
         if not mine[0].isnan():
@@ -501,7 +505,10 @@ def _check_estimator(fn: Callable, reference: Callable, name: str, trials: int, 
     for _ in range(trials):
         rewards, target_p, behaviour_p = _random_log(rng)
         expected = reference(rewards, target_p, behaviour_p)
-        mine = float(fn(rewards.copy(), target_p.copy(), behaviour_p.copy()))
+        try:
+            mine = float(fn(rewards.copy(), target_p.copy(), behaviour_p.copy()))
+        except Exception as error:  # a crash becomes a message that says on what
+            _fail(f"your {name} raised {error!r} on a log of {len(rewards)} rows (numpy arrays)")
         if np.isclose(mine, float(reference(rewards, behaviour_p, target_p))) and not np.isclose(
             mine, expected
         ):

@@ -127,3 +127,16 @@ def test_an_offline_observation_looks_like_the_simulators(world):
     assert torch.allclose(obs["session"][0], torch.tensor([3.0, 0.0, 12 / 5]) / 20)
     with pytest.raises(ValueError, match="observed steps"):
         observation_from_history(items, ratings, mask, SimulatorConfig(history_len=2))
+
+
+def test_rank_excludes_what_it_is_told_for_both_kinds_of_policy(world, stats):
+    _, obs = played_sim(world)
+    exclude = torch.zeros(16, N_ITEMS, dtype=torch.bool)
+    exclude[:, stats.count.argsort(descending=True)[:3]] = True  # the three most popular
+    for policy in (most_popular(stats), softmax_policy(most_popular(stats), 10.0)):
+        top = policy.rank(obs, 5, exclude=exclude)
+        assert not exclude.gather(1, top).any(), policy
+        wider = policy.rank(obs, 8)
+        for row in range(16):
+            kept = [item for item in wider[row].tolist() if not exclude[row, item]]
+            assert top[row].tolist() == kept[:5], policy

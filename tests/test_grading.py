@@ -141,7 +141,13 @@ def comparable(path: Path) -> list[dict]:
 
 
 def test_every_assignment_has_a_source_and_a_release():
-    assert ASSIGNMENTS == ["ex03_q_learning", "ex04_dqn", "ex05_ppo", "ex06_meta_rl"]
+    assert ASSIGNMENTS == [
+        "ex03_q_learning",
+        "ex04_dqn",
+        "ex05_ppo",
+        "ex06_meta_rl",
+        "ex07_evaluation",
+    ]
     for assignment in ASSIGNMENTS:
         assert (ROOT / "solutions" / assignment / f"{assignment}.ipynb").is_file()
         assert (ROOT / "exercises" / assignment / f"{assignment}.ipynb").is_file()

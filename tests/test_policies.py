@@ -199,7 +199,10 @@ NON_ORACLES = {
     "recent_history",
     "observation_from_history",
 }
-HIDDEN_NAMES = {"world", "sim", "evaluator", "validation", "fitted", "one"}  # simulators, worlds
+HIDDEN_NAMES = {
+    *("world", "sim", "evaluator", "validation", "fitted", "one", "everyone", "logger_sim"),
+    "training_world",
+}  # simulators, worlds
 
 
 def _hidden_reads(node: ast.AST) -> list[str]:

@@ -61,8 +61,8 @@ def test_k_larger_than_the_list_counts_the_missing_slots_as_misses():
 def test_a_user_with_no_relevant_item_is_undefined_not_zero():
     ranked = torch.tensor([[0, 1], [0, 1]])
     relevant = relevant_of([[1], []], 3)
-    assert precision_at_k(ranked, relevant, 2)[1].item() == 0
-    for metric in (recall_at_k, f1_at_k, hit_rate_at_k, reciprocal_rank, average_precision_at_k):
+    metrics = (precision_at_k, recall_at_k, f1_at_k, hit_rate_at_k, reciprocal_rank)
+    for metric in (*metrics, average_precision_at_k):
         values = metric(ranked, relevant, 2)
         assert not values[0].isnan() and values[1].isnan(), metric.__name__
     assert ndcg_at_k(ranked, relevant.double(), 2)[1].isnan()
@@ -153,12 +153,14 @@ def test_catalogue_metrics_by_hand():
 
 
 def test_diversity_is_the_mean_cosine_distance_over_pairs():
-    vectors = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
-    diversity = intra_list_diversity(torch.tensor([[0, 1, 2], [0, 2, -1], [1, -1, -1]]), vectors)
+    vectors = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, 0.0]])
+    lists = torch.tensor([[0, 1, 2], [0, 2, -1], [1, -1, -1], [0, 3, -1]])
+    diversity = intra_list_diversity(lists, vectors)
     # pairs of list 0: (0,1) distance 1, (0,2) 0, (1,2) 1 -> 2/3
     assert diversity[0].item() == pytest.approx(2 / 3)
     assert diversity[1].item() == pytest.approx(0.0)
     assert diversity[2].isnan()
+    assert diversity[3].item() == pytest.approx(1.0)  # a zero vector is like no other
 
 
 def test_rating_errors_by_hand():
@@ -166,3 +168,9 @@ def test_rating_errors_by_hand():
     assert errors == {"MAE": pytest.approx(1.0), "RMSE": pytest.approx(math.sqrt(5 / 3))}
     with pytest.raises(ValueError, match="one length"):
         rating_errors([1.0], [1.0, 2.0])
+
+
+def test_tensors_on_another_device_get_one_clear_error():
+    ranked = torch.tensor([[0, 1]])
+    with pytest.raises(ValueError, match="move them together"):
+        precision_at_k(ranked, relevant_of([[1]], 3).to("meta"), 1)

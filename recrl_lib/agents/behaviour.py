@@ -46,7 +46,10 @@ class StochasticPolicy:
 
     @torch.no_grad()
     def sample(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
-        """(actions [B], their probabilities [B]), drawn with the policy's own generator."""
+        """(actions [B], their probabilities [B]), drawn with the policy's own generator.
+
+        The generator is seeded once, at the first draw: a policy used twice continues its
+        stream, so make a fresh policy (same ``seed``) to repeat a log exactly."""
         probs = self.probs(obs)
         device = probs.device
         if device.type not in self._generators:
@@ -63,7 +66,7 @@ class StochasticPolicy:
         """The k most probable items (excluding ``exclude`` [B, N] bool) -> [B, k]."""
         probs = self.probs(obs)
         if exclude is not None:
-            probs = probs.masked_fill(exclude, -1.0)
+            probs = probs.masked_fill(exclude.to(probs.device), -1.0)
         return probs.topk(k, dim=1).indices
 
 

@@ -80,12 +80,13 @@ def log_sessions(
     """``sim.batch_size`` sessions written by ``behaviour``, as a production log records them.
 
     Each session runs for ``horizon`` steps at most (default: the simulator's). Returns, each
-    [B, T]: ``actions`` (long), ``rewards`` (clicks; 0 after the session ended), ``alive``
+    [B, T]: ``actions`` (long), ``rewards`` (clicks; 0 after the session ended), ``ratings``
+    (1..5 of a clicked item, else 0), ``alive``
     (bool: the step happened), ``behaviour_p`` (β(a_t|s_t), recorded when the item was drawn;
     1 after the end) and, given a ``target``, ``target_p`` (π(a_t|s_t) for the same item at the
     same logged state; 1 after the end): what off-policy estimators read.
     """
-    T = horizon or sim.config.horizon
+    T = sim.config.horizon if horizon is None else horizon
     if not 1 <= T <= sim.config.horizon:
         raise ValueError(f"horizon must be in 1..{sim.config.horizon}, got {horizon}")
     obs = sim.reset(seed=seed, users=users)
@@ -94,6 +95,7 @@ def log_sessions(
         "actions": torch.zeros(B, T, dtype=torch.long, device=sim.device),
         "rewards": torch.zeros(B, T, device=sim.device),
         "alive": torch.zeros(B, T, dtype=torch.bool, device=sim.device),
+        "ratings": torch.zeros(B, T, device=sim.device),
         "behaviour_p": torch.ones(B, T, device=sim.device),
     }
     if target is not None:
@@ -106,8 +108,9 @@ def log_sessions(
         if target is not None:
             target_p = target.probs(obs).gather(1, actions[:, None])[:, 0]
             log["target_p"][:, t] = torch.where(alive, target_p, 1.0)
-        obs, reward, terminated, truncated, _ = sim.step(actions)
+        obs, reward, terminated, truncated, info = sim.step(actions)
         log["rewards"][:, t] = reward * alive
+        log["ratings"][:, t] = info["rating"] * alive
         alive &= ~(terminated | truncated)
         if not alive.any():
             break

@@ -116,7 +116,7 @@ def _session_weights(rewards, target_p, behaviour_p, alive, gamma: float):
     r = _rewards_like(rewards, w)
     if (r[~alive] != 0).any():
         raise ValueError("a step after the session ended has a non-zero reward")
-    discount = gamma ** torch.arange(r.shape[1], dtype=torch.float64)
+    discount = gamma ** torch.arange(r.shape[1], dtype=torch.float64, device=r.device)
     return r * discount, w.cumprod(dim=1)
 
 
@@ -146,7 +146,7 @@ def independent_slots_gamma(marginals) -> torch.Tensor:
 
     1_s is the slate's indicator over (slot, item) pairs, index ``slot * N + item``."""
     p = _as_double(marginals)
-    if p.dim() != 2 or (p < 0).any() or not torch.allclose(p.sum(1), torch.ones(len(p)).double()):
+    if p.dim() != 2 or (p < 0).any() or not torch.allclose(p.sum(1), torch.ones_like(p[:, 0])):
         raise ValueError("marginals must be [L, N] with each slot's probabilities summing to 1")
     flat = p.reshape(-1)
     gamma = torch.outer(flat, flat)
@@ -179,7 +179,8 @@ def pseudo_inverse(rewards, slates, target_marginals, behaviour_gamma) -> float:
         )
     if ((slates < 0) | (slates >= n_items)).any():
         raise ValueError(f"slates hold items outside 0..{n_items - 1}")
-    index = slates + n_items * torch.arange(n_slots)  # [n, L]: positions of 1_s
+    slates = slates.to(q.device)
+    index = slates + n_items * torch.arange(n_slots, device=q.device)  # [n, L]: positions of 1_s
     shown_p = gamma.diagonal()[index]
     if (shown_p <= 0).any():
         raise ValueError("a logged slate puts an item in a slot where the logging policy cannot")
@@ -194,9 +195,10 @@ def ridge_reward_model(inputs, rewards, l2: float = 1.0) -> torch.Tensor:
     Σ_i (r_i − [x_i, 1] · w)² + l2 · |w without the intercept|². Returns w [F + 1]: predict
     with ``torch.cat([x, ones], 1) @ w``."""
     x, r = _as_double(inputs), _as_double(rewards)
+    r = r.to(x.device)
     if x.dim() != 2 or r.shape != (len(x),) or l2 < 0:
         raise ValueError(f"need inputs [n, F], rewards [n], l2 >= 0; got {x.shape}, {r.shape}")
-    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
-    penalty = torch.full((design.shape[1],), float(l2), dtype=x.dtype)
+    design = torch.cat([x, torch.ones_like(x[:, :1])], 1)
+    penalty = torch.full((design.shape[1],), float(l2), dtype=x.dtype, device=x.device)
     penalty[-1] = 0.0
     return torch.linalg.solve(design.T @ design + torch.diag(penalty), design.T @ r)

@@ -11,9 +11,11 @@ can be put on them. Two cases are defined once, here:
 
 - **k larger than the list**: the metric is computed at k all the same; the missing positions
   are empty slots, which are misses (so precision@k divides by k, as trec_eval does);
-- **a user with no relevant item**: recall, F1, hit rate, reciprocal rank, AP and NDCG are NaN
-  (undefined, not 0); precision is 0. :func:`ranking_report` averages with NaNs left out and
-  says how many users counted.
+- **a user with no relevant item**: every metric is NaN (undefined, not 0: no list could do
+  better), so all of them average over the same users. :func:`ranking_report` averages with
+  NaNs left out and says how many users counted.
+
+Every tensor must be on ``ranked``'s device.
 """
 
 from __future__ import annotations
@@ -37,8 +39,17 @@ def _top(ranked: torch.Tensor, k: int, n_items: int) -> torch.Tensor:
     return ranked[:, :k]
 
 
+def _same_device(ranked: torch.Tensor, **others: torch.Tensor) -> None:
+    for name, tensor in others.items():
+        if tensor.device != ranked.device:
+            raise ValueError(
+                f"{name} is on {tensor.device} but ranked on {ranked.device}: move them together"
+            )
+
+
 def _hits(ranked: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
     """[U, min(k, L)] bool: slot i of the list holds a relevant item."""
+    _same_device(ranked, relevant=relevant)
     if relevant.dim() != 2 or relevant.dtype != torch.bool or len(relevant) != len(ranked):
         got = f"{relevant.dtype} {tuple(relevant.shape)}"
         raise ValueError(f"relevant must be a [U={len(ranked)}, N] bool tensor, got {got}")
@@ -52,8 +63,9 @@ def _undefined_without_relevant(values: torch.Tensor, relevant: torch.Tensor) ->
 
 
 def precision_at_k(ranked: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
-    """|top-k ∩ relevant| / k -> [U]."""
-    return _hits(ranked, relevant, k).sum(1).double() / k
+    """|top-k ∩ relevant| / k -> [U] (NaN without a relevant item)."""
+    precision = _hits(ranked, relevant, k).sum(1).double() / k
+    return _undefined_without_relevant(precision, relevant)
 
 
 def recall_at_k(ranked: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
@@ -103,6 +115,7 @@ def ndcg_at_k(ranked: torch.Tensor, gains: torch.Tensor, k: int) -> torch.Tensor
     list, the k largest gains in order. NDCG = DCG / IDCG ∈ [0, 1]. (Linear gain, as
     scikit-learn's ``ndcg_score``; some papers use 2^g − 1.)
     """
+    _same_device(ranked, gains=gains)
     if gains.dim() != 2 or not gains.is_floating_point() or len(gains) != len(ranked):
         got = f"{gains.dtype} {tuple(gains.shape)}"
         raise ValueError(f"gains must be a [U={len(ranked)}, N] float tensor, got {got}")
@@ -140,6 +153,7 @@ def novelty(ranked: torch.Tensor, popularity: torch.Tensor) -> torch.Tensor:
     ``popularity`` [N]: the probability p(i) that a user already knows item i (e.g. the share
     of training users who rated it, smoothed so that no item is 0: the caller decides how).
     """
+    _same_device(ranked, popularity=popularity)
     if popularity.dim() != 1 or not ((popularity > 0) & (popularity <= 1)).all():
         raise ValueError(
             "popularity must be a [N] tensor of probabilities in (0, 1]: smooth the counts "
@@ -154,13 +168,15 @@ def novelty(ranked: torch.Tensor, popularity: torch.Tensor) -> torch.Tensor:
 def intra_list_diversity(ranked: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """Mean cosine distance 1 − cos(v_i, v_j) over the pairs of items in each list -> [U]
     (NaN for a list with fewer than 2 items). ``vectors`` [N, D]: e.g. the text vectors."""
+    _same_device(ranked, vectors=vectors)
     top = _top(ranked, ranked.shape[1], len(vectors))
     unit = torch.nn.functional.normalize(vectors.double(), dim=1)[top.clamp(min=0)]  # [U, L, D]
     shown = (top >= 0).double()
     similarity = unit @ unit.transpose(1, 2) * shown[:, :, None] * shown[:, None, :]
     n = shown.sum(1)
     pairs = n * (n - 1)
-    mean_similarity = (similarity.sum((1, 2)) - n) / pairs.clamp(min=1)  # off-diagonal pairs
+    off_diagonal = similarity.sum((1, 2)) - similarity.diagonal(dim1=1, dim2=2).sum(1)
+    mean_similarity = off_diagonal / pairs.clamp(min=1)
     return torch.where(pairs > 0, 1 - mean_similarity, torch.nan)
 
 
@@ -202,7 +218,7 @@ def ranking_report(
     report["coverage"] = catalogue_coverage(top, relevant.shape[1])
     report["Gini of exposure"] = gini_of_exposure(top, relevant.shape[1])
     if popularity is not None:
-        report["novelty (bits)"] = float(novelty(top, popularity).mean())
+        report["novelty (bits)"] = float(np.nanmean(novelty(top, popularity).cpu().numpy()))
     if vectors is not None:
         report["diversity"] = float(np.nanmean(intra_list_diversity(top, vectors).cpu().numpy()))
     report["users"] = int(relevant.any(1).sum())
