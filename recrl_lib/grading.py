@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from recrl_lib.agents.dqn import n_step_returns, td_target
 from recrl_lib.agents.meta import reptile_update, reset_memory
 from recrl_lib.agents.ppo import gae, ppo_loss
+from recrl_lib.agents.reinforce_offpolicy import reinforce_loss, topk_multiplier
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import TabularMDP, bellman_backup
 from recrl_lib.evaluation.off_policy import ips, snips
@@ -530,6 +531,65 @@ def check_ips(fn: Callable, trials: int = 50, seed: int = 0) -> None:
 def check_snips(fn: Callable, trials: int = 50, seed: int = 0) -> None:
     """``fn(rewards [n], target_p [n], behaviour_p [n]) -> float``: Σ w r / Σ w."""
     _check_estimator(fn, snips, "SNIPS", trials, seed)
+
+
+# ----------------------------------------------------------------------------- exercise 08
+
+
+def check_topk_multiplier(fn: Callable, trials: int = 30, seed: int = 0) -> None:
+    """``fn(pi [n], k) -> [n]``: λ_K = K (1 − π)^(K−1)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        pi = torch.from_numpy(rng.uniform(0, 1, int(rng.integers(1, 9))))
+        pi[0] = 0.0
+        k = int(rng.integers(1, 17))
+        mine = torch.as_tensor(fn(pi.clone(), k)).double()
+        expected = topk_multiplier(pi, k)
+        if mine.shape != expected.shape:
+            _fail(f"return one multiplier per item: shape {tuple(expected.shape)}")
+        right = torch.allclose(mine, expected, atol=1e-8)
+        if torch.allclose(mine, 1 - (1 - pi) ** k) and not right:
+            _fail("λ_K is the derivative of 1 − (1 − π)^K, not the probability itself")
+        if torch.allclose(mine, k * (1 - pi) ** k) and not right:
+            _fail("the power is K − 1: λ_K = K (1 − π)^(K−1)")
+        if not right:
+            _fail(f"λ_K = K (1 − π)^(K−1) with K = {k}; at π = 0 it is K = {k}")
+
+
+def check_corrected_loss(fn: Callable, trials: int = 30, seed: int = 0) -> None:
+    """``fn(log_pi [n], returns [n], beta [n], cap, top_k) -> loss``: the value and the
+    gradient of the library's :func:`~recrl_lib.agents.reinforce_offpolicy.reinforce_loss`."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        n, n_items = int(rng.integers(2, 9)), int(rng.integers(3, 7))
+        logits = torch.from_numpy(rng.normal(size=(n, n_items)))
+        actions = torch.from_numpy(rng.integers(0, n_items, n))
+        returns = torch.from_numpy(rng.normal(1.0, 1.0, n))
+        beta = torch.from_numpy(rng.uniform(0.02, 0.6, n))
+        cap = None if rng.random() < 0.3 else float(rng.uniform(1.0, 10.0))
+        top_k = None if rng.random() < 0.4 else int(rng.integers(1, 6))
+        grads = []
+        for reference in (True, False):
+            theta = logits.clone().requires_grad_(True)
+            log_pi = torch.log_softmax(theta, 1)[torch.arange(n), actions]
+            if reference:
+                loss = reinforce_loss(log_pi, returns, beta, cap=cap, top_k=top_k)
+            else:
+                loss = torch.as_tensor(fn(log_pi, returns.clone(), beta.clone(), cap, top_k))
+                if loss.dim() != 0:
+                    _fail("return the loss as one number (a scalar tensor), the mean over rows")
+                if not loss.requires_grad:
+                    _fail("the loss has no gradient: keep log_pi in it (detach only the weights)")
+            loss.backward()
+            grads.append((loss.item(), theta.grad.clone()))
+        (expected, expected_grad), (mine, my_grad) = grads
+        case = f"(n={n}, cap={cap}, top_k={top_k})"
+        if not np.isclose(mine, expected, atol=1e-6) and np.isclose(mine, -expected, atol=1e-6):
+            _fail("the loss is the *negative* weighted mean: minimising it ascends the return")
+        if not np.isclose(mine, expected, atol=1e-6):
+            _fail(f"loss = −mean(w · G · log π(a)), w = min(π/β, cap) · λ_K(π) {case}")
+        if not torch.allclose(my_grad, expected_grad, atol=1e-6):
+            _fail(f"the value is right but not the gradient: detach the weight w {case}")
 
 
 def self_check(parts: dict[str, Callable[[], None]]) -> dict[str, bool]:

@@ -45,6 +45,7 @@ STUDENTS = {
     "ex05_ppo": ["ada", "ben", "cy", "dee"],
     "ex06_meta_rl": ["ada", "ben", "cy"],
     "ex07_evaluation": ["ada", "ben", "cy"],
+    "ex08_offpolicy": ["ada", "ben", "cy"],
 }
 
 EXPECTED = {
@@ -106,6 +107,17 @@ EXPECTED = {
             "test_ips_is_unbiased": 1,
         },
         "on part 1": {"test_ndcg_at_k"},
+    },
+    "ex08_offpolicy": {
+        "part 1": "topk_multiplier",
+        "part 2 test": "test_corrected_loss",
+        "points": {
+            "test_topk_multiplier": 2,
+            "test_corrected_loss": 3,
+            "test_world_one": 1,
+            "test_world_two": 1,
+        },
+        "on part 1": {"test_topk_multiplier"},
     },
 }
 

@@ -12,6 +12,7 @@ from recrl_lib import grading
 from recrl_lib.agents.dqn import n_step_returns, td_target
 from recrl_lib.agents.meta import reptile_update, reset_memory
 from recrl_lib.agents.ppo import gae, ppo_loss
+from recrl_lib.agents.reinforce_offpolicy import reinforce_loss, topk_multiplier
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.envs.genre_mdp import bellman_backup
 from recrl_lib.evaluation.off_policy import ips, snips
@@ -309,5 +310,42 @@ def ndcg_with_log2_of_i(ranked, gains, k):
     ],
 )
 def test_evaluation_mistakes_are_named(check, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check(wrong)
+
+
+def test_the_log_learning_references_pass():
+    grading.check_topk_multiplier(topk_multiplier)
+    grading.check_corrected_loss(lambda lp, g, b, c, k: reinforce_loss(lp, g, b, cap=c, top_k=k))
+
+
+def loss_with_an_attached_weight(log_pi, returns, beta, cap, top_k):
+    weight = log_pi.exp() / beta  # the weight keeps its gradient
+    if cap is not None:
+        weight = weight.clamp(max=cap)
+    if top_k is not None:
+        weight = weight * topk_multiplier(log_pi.exp(), top_k)
+    return -(weight * returns * log_pi).mean()
+
+
+@pytest.mark.parametrize(
+    ("check", "wrong", "message"),
+    [
+        (grading.check_topk_multiplier, lambda pi, k: 1 - (1 - pi) ** k, "derivative"),
+        (grading.check_topk_multiplier, lambda pi, k: k * (1 - pi) ** k, "the power is K − 1"),
+        (
+            grading.check_corrected_loss,
+            lambda lp, g, b, c, k: -reinforce_loss(lp, g, b, cap=c, top_k=k),
+            "negative",
+        ),
+        (
+            grading.check_corrected_loss,
+            lambda lp, g, b, c, k: reinforce_loss(lp, g, b, top_k=k),
+            "cap",
+        ),
+        (grading.check_corrected_loss, loss_with_an_attached_weight, "detach the weight"),
+    ],
+)
+def test_log_learning_mistakes_are_named(check, wrong, message):
     with pytest.raises(AssertionError, match=message):
         check(wrong)

@@ -198,6 +198,8 @@ NON_ORACLES = {
     "mixture",
     "recent_history",
     "observation_from_history",
+    "LogPolicyNetwork",
+    "LogREINFORCE",
 }
 HIDDEN_NAMES = {
     *("world", "sim", "evaluator", "validation", "fitted", "one", "everyone", "logger_sim"),
