@@ -159,6 +159,7 @@ def test_every_assignment_has_a_source_and_a_release():
         "ex05_ppo",
         "ex06_meta_rl",
         "ex07_evaluation",
+        "ex08_offpolicy",
     ]
     for assignment in ASSIGNMENTS:
         assert (ROOT / "solutions" / assignment / f"{assignment}.ipynb").is_file()

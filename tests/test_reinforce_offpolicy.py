@@ -130,18 +130,13 @@ def test_the_behaviour_head_learns_the_logged_propensities(world, stats):
     sim = UserSimulator(world, config, batch_size=256, device="cpu")
     log = log_sessions(sim, softmax_policy(most_popular(stats), 20.0, seed=2), seed=1)
     network = LogPolicyNetwork(ItemTable(N_ITEMS, dim=8, text_vectors=torch.randn(N_ITEMS, 6)))
-    settings = LogREINFORCEConfig(lr=0.1, epochs=15, batch_size=512, propensity="logged")
+    settings = LogREINFORCEConfig(behaviour_lr=0.1, epochs=8, batch_size=512, propensity="logged")
     agent = LogREINFORCE(network, settings)
     log_for_head = dict(log, rewards=torch.zeros_like(log["rewards"]))  # G = 0: no policy loss
     agent.fit(log_for_head, config, progress=False)
-    rows, steps = log["alive"].nonzero(as_tuple=True)
-    obs = observations_from_log(log, rows, steps, config)
-    with torch.no_grad():
-        _, beta_logits = network(obs)
-        beta_logits = beta_logits.masked_fill(~network.valid_actions(obs), -float("inf"))
-        beta_hat = torch.softmax(beta_logits, 1).gather(1, log["actions"][rows, steps, None])[:, 0]
-    logged = log["behaviour_p"][rows, steps]
-    assert (beta_hat - logged).abs().mean() < 0.1 * logged.mean()
+    on_log = agent.probabilities_on_log(log, config)
+    error = (on_log["beta_hat"] - on_log["beta"]).abs().mean()
+    assert error < 0.1 * on_log["beta"].mean()
 
 
 def test_boltzmann_top_k_draws_distinct_valid_items():
@@ -152,6 +147,8 @@ def test_boltzmann_top_k_draws_distinct_valid_items():
     assert slates.shape == (50, 4)
     assert valid.gather(1, slates).all()
     assert (slates.sort(1).values.diff(1) > 0).all()
+    with pytest.raises(ValueError, match="fewer than k"):
+        boltzmann_top_k(logits, torch.zeros(50, 12, dtype=torch.bool), 2, torch.Generator())
 
 
 def test_a_bad_propensity_source_is_refused():

@@ -220,6 +220,7 @@ class LogREINFORCEConfig:
     propensity: str = "learned"  # β from the behaviour head ("learned") or the log ("logged")
     gamma: float = 0.9
     lr: float = 1e-3
+    behaviour_lr: float = 1e-2  # the head's own step size: it must track β from the start
     batch_size: int = 512
     epochs: int = 2
     seed: int = 0
@@ -244,16 +245,34 @@ class LogREINFORCE:
         self.config = config or LogREINFORCEConfig()
         self.device = torch.device(device)
         self.net = network.to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, eps=1e-5)
+        head = [self.net.behaviour_vectors, self.net.behaviour_bias]
+        rest = [p for p in self.net.parameters() if all(p is not h for h in head)]
+        self.optimizer = torch.optim.Adam(
+            [{"params": rest}, {"params": head, "lr": self.config.behaviour_lr}],
+            lr=self.config.lr,
+            eps=1e-5,
+        )
         self.generator = torch.Generator().manual_seed(self.config.seed)
+
+    @torch.no_grad()
+    def warm_start_behaviour(self, log: dict[str, torch.Tensor]) -> None:
+        """Start β̂ at the log's item frequencies: b_a = log((count_a + 1) / (n + N)), u = 0.
+        Without it the head would begin uniform over 1,682 items and weight every decision by
+        about N·π until it caught up."""
+        actions = log["actions"][log["alive"]].to(self.device)
+        counts = torch.bincount(actions, minlength=self.net.n_actions).float()
+        self.net.behaviour_bias.copy_(torch.log((counts + 1) / (counts.sum() + len(counts))))
+        self.net.behaviour_vectors.zero_()
 
     def fit(
         self, log: dict[str, torch.Tensor], sim_config: SimulatorConfig, *, progress: bool = True
     ) -> list[dict[str, float]]:
         """``epochs`` passes over every logged step, in minibatches; returns one row per epoch
-        (mean policy loss, behaviour head cross-entropy, mean weight)."""
+        (mean policy loss, behaviour head cross-entropy, mean weight). The behaviour head starts
+        at the log's item frequencies (:meth:`warm_start_behaviour`)."""
         c = self.config
         log = {k: v.to(self.device) for k, v in log.items()}
+        self.warm_start_behaviour(log)
         returns = discounted_returns(log["rewards"], c.gamma)
         rows, steps = log["alive"].nonzero(as_tuple=True)  # every logged decision
         history = []
@@ -288,6 +307,30 @@ class LogREINFORCE:
             history.append({k: v / len(batches) for k, v in sums.items()})
         return history
 
+    @torch.no_grad()
+    def probabilities_on_log(
+        self, log: dict[str, torch.Tensor], sim_config: SimulatorConfig, batch_size: int = 2048
+    ) -> dict[str, torch.Tensor]:
+        """π(a|s), β̂(a|s) and the logged β(a|s) of every logged decision, each [n] on the CPU:
+        how far the policy moved from the logger, and how well the head estimates it."""
+        log = {k: v.to(self.device) for k, v in log.items()}
+        rows, steps = log["alive"].nonzero(as_tuple=True)
+        out = {"pi": [], "beta_hat": [], "beta": []}
+        for batch in torch.arange(len(rows), device=self.device).split(batch_size):
+            r, t = rows[batch], steps[batch]
+            obs = observations_from_log(log, r, t, sim_config)
+            pi_logits, beta_logits = self.net(obs)
+            valid = self.net.valid_actions(obs)
+            actions = log["actions"][r, t][:, None]
+            out["pi"].append(log_probs_and_entropy(pi_logits, valid)[0].gather(1, actions)[:, 0])
+            out["beta_hat"].append(
+                log_probs_and_entropy(beta_logits, valid)[0].gather(1, actions)[:, 0]
+            )
+            out["beta"].append(log["behaviour_p"][r, t])
+        result = {k: torch.cat(v).cpu() for k, v in out.items()}
+        result["pi"], result["beta_hat"] = result["pi"].exp(), result["beta_hat"].exp()
+        return result
+
     def policy(self, name: str = "REINFORCE from logs") -> Policy:
         """The greedy policy in the course's protocol (its most probable valid item)."""
         return Policy(name, self.net.logits, self.net.n_actions, valid=self.net.valid_actions)
@@ -298,7 +341,10 @@ def boltzmann_top_k(
 ) -> torch.Tensor:
     """K distinct valid items drawn from softmax(logits) without replacement -> [B, K]:
     the Gumbel-top-k trick (the K largest of logits + Gumbel noise). Serving by sampling keeps
-    showing the runners-up that the top-K correction kept probability on."""
+    showing the runners-up that the top-K correction kept probability on. (λ_K assumes K
+    draws *with* replacement; serving without replacement is the paper's approximation.)"""
+    if (valid.sum(1) < k).any():
+        raise ValueError(f"a row has fewer than k = {k} valid items to show")
     u = torch.rand(logits.shape, generator=generator, device=logits.device)
     noisy = logits - torch.log(-torch.log(u))
     return noisy.masked_fill(~valid, -float("inf")).topk(k, dim=1).indices
