@@ -53,12 +53,13 @@ browser:
 
 # Two workers, one test file (or notebook) each at a time, each with one torch thread: on a
 # 2-core machine that keeps both cores busy through the suite's waits (kernels starting,
-# nbgrader, the browser), where two-thread workers would fight over the cores.
+# nbgrader, the browser), where two-thread workers would fight over the cores. Files go out in
+# collection order, the long ones first (tests/conftest.py), so that short ones fill the end.
 PYTEST_WORKERS ?= 2
 
 test: setup browser
 	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-	  $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	  $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # nbgrader runs alembic for its gradebook, so the venv's scripts go on the PATH.
 NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
