@@ -23,7 +23,6 @@ from recrl_lib.agents.meta import (
     reinforce_loss,
     reptile_update,
     reset_memory,
-    returns_to_go,
     rows_of,
     run_trial,
     shown_by_owner,
@@ -32,7 +31,7 @@ from recrl_lib.agents.meta import (
     train_sessions,
     trial_gae,
 )
-from recrl_lib.agents.ppo import gae
+from recrl_lib.agents.ppo import gae, returns_to_go
 from recrl_lib.envs import SimulatorConfig, UserSimulator, World
 
 

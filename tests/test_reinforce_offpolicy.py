@@ -15,7 +15,6 @@ from recrl_lib.agents.reinforce_offpolicy import (
     LogREINFORCEConfig,
     boltzmann_top_k,
     correction_weights,
-    discounted_returns,
     observations_from_log,
     reinforce_loss,
     topk_multiplier,
@@ -96,12 +95,6 @@ def test_small_world_two_the_top_k_correction_keeps_the_runner_up():
     top_k = train_bandit(rewards, uniform, top_k=2, steps=600, lr=0.1)[-1]
     assert standard[0] > 0.95
     assert abs(top_k[0] - 10 / 19) < 0.05 and abs(top_k[1] - 9 / 19) < 0.05
-
-
-def test_discounted_returns_by_hand():
-    rewards = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-    expected = torch.tensor([[1 + 0.25, 0.5, 1.0], [0.5, 1.0, 0.0]])
-    assert torch.allclose(discounted_returns(rewards, 0.5), expected)
 
 
 def test_observations_rebuilt_from_a_log_are_what_the_simulator_showed(world, stats):

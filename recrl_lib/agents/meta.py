@@ -29,7 +29,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from recrl_lib.agents.ppo import PPOConfig, gae, log_probs_and_entropy, ppo_loss, sample
+from recrl_lib.agents.ppo import (
+    PPOConfig,
+    gae,
+    log_probs_and_entropy,
+    ppo_loss,
+    returns_to_go,
+    sample,
+)
 from recrl_lib.envs.simulator import UserSimulator, shown_items
 from recrl_lib.envs.world import World
 
@@ -267,13 +274,6 @@ def play_session(
         final_state = torch.where(alive[:, None], state, final_state)
         alive = alive & ~(terminated | truncated)
     return Session(**{k: torch.stack(v) for k, v in steps.items()}, final_state=final_state)
-
-
-def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """G_t = Σ_{t' ≥ t} γ^(t'−t) r_t' within the session; rewards [T, B] -> [T, B]: lesson 05's
-    :func:`~recrl_lib.agents.ppo.gae` with V = 0 and λ = 1, where A_t is the return itself."""
-    zeros, never = torch.zeros_like(rewards), torch.zeros_like(rewards, dtype=torch.bool)
-    return gae(rewards, zeros, zeros, never, never, gamma, 1.0)[0]
 
 
 def reinforce_loss(

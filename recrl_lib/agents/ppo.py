@@ -196,6 +196,13 @@ def gae(
     return advantages, advantages + values
 
 
+def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G_t = Σ_{t' ≥ t} γ^(t'−t) r_t' within the session; rewards [T, B] -> [T, B]: lesson 05's
+    :func:`gae` with V = 0 and λ = 1, where A_t is the return itself."""
+    zeros, never = torch.zeros_like(rewards), torch.zeros_like(rewards, dtype=torch.bool)
+    return gae(rewards, zeros, zeros, never, never, gamma, 1.0)[0]
+
+
 # ----------------------------------------------------------------------------- 4. the loss
 
 

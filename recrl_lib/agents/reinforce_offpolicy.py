@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recrl_lib.agents.baselines import Observation, Policy
-from recrl_lib.agents.ppo import _SessionTrunk, log_probs_and_entropy
+from recrl_lib.agents.ppo import _SessionTrunk, log_probs_and_entropy, returns_to_go
 from recrl_lib.agents.session import ItemMask
 from recrl_lib.encoders.history import ItemTable
 from recrl_lib.envs.simulator import SimulatorConfig
@@ -89,16 +89,6 @@ def reinforce_loss(
         raise ValueError(f"log_pi, returns and beta must all be [n], got {shapes}")
     weight = correction_weights(log_pi.exp(), beta, off_policy=off_policy, cap=cap, top_k=top_k)
     return -(weight * returns.detach() * log_pi).mean()
-
-
-def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """G_t = Σ_{k≥0} γ^k r_{t+k} within each session: rewards [B, T] -> [B, T]."""
-    returns = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[:, 0])
-    for t in reversed(range(rewards.shape[1])):
-        running = rewards[:, t] + gamma * running
-        returns[:, t] = running
-    return returns
 
 
 # ----------------------------------------------------------------------------- 2. small worlds
@@ -273,7 +263,7 @@ class LogREINFORCE:
         c = self.config
         log = {k: v.to(self.device) for k, v in log.items()}
         self.warm_start_behaviour(log)
-        returns = discounted_returns(log["rewards"], c.gamma)
+        returns = returns_to_go(log["rewards"].T, c.gamma).T  # G_t, [B, T] like the log
         rows, steps = log["alive"].nonzero(as_tuple=True)  # every logged decision
         history = []
         for _ in tqdm(range(c.epochs), desc="REINFORCE from logs", disable=not progress):

@@ -87,15 +87,9 @@ def compare_over_seeds(a, b, confidence: float = 0.95) -> tuple[pd.DataFrame, di
         keep = ~(np.isnan(seed_a) | np.isnan(seed_b))
         if keep.sum() < 2:
             raise ValueError("compare_over_seeds needs >= 2 complete pairs in every seed")
-        seed_a, seed_b = seed_a[keep], seed_b[keep]
-        diff = seed_a - seed_b
-        if np.all(diff == diff[0]):
-            low = high = float(diff[0])
-        else:
-            ci = stats.ttest_rel(seed_a, seed_b).confidence_interval(confidence)
-            low, high = float(ci.low), float(ci.high)
-        row = {"a": seed_a.mean(), "b": seed_b.mean(), "diff": diff.mean()}
-        rows.append(row | {"low": low, "high": high})
+        pair = paired_difference(seed_a, seed_b, confidence)
+        row = {"a": seed_a[keep].mean(), "b": seed_b[keep].mean(), "diff": pair["diff"]}
+        rows.append(row | {"low": pair["low"], "high": pair["high"]})
     per_seed = pd.DataFrame(rows)
     per_seed.index.name = "seed"
     mean, low, high = t_interval(per_seed["diff"].to_numpy(), confidence)
