@@ -21,7 +21,7 @@ from recrl_lib.encoders import (
     mean_pool,
     nearest_neighbours,
 )
-from recrl_lib.encoders.history import pad_histories
+from recrl_lib.encoders.history import pad_histories, steps_ago
 from recrl_lib.encoders.text import resolve_model
 
 
@@ -147,16 +147,42 @@ def test_a_precomputed_table_gives_the_same_state(encoder_class):
     )
 
 
-def test_the_gru_reads_order_and_the_mean_does_not():
+@pytest.mark.parametrize("encoder_class", ENCODERS)
+def test_every_encoder_reads_which_item_was_clicked_and_the_order(encoder_class):
+    """Item 3 clicked and item 7 skipped is not the reverse; nor is the same session reordered
+    (a plain mean of item + response vectors gave both bit for bit the same state)."""
     torch.manual_seed(0)
     table = ItemTable(dim=16, text_vectors=torch.randn(20, 8), use_ids=False)
-    items, mask = pad_histories([[1, 2, 3, 4]], length=4)
-    reversed_items = items.flip(1)
-    gru, mean = GRUHistoryEncoder(table), MeanHistoryEncoder(table)
-    assert not torch.allclose(gru(items, mask), gru(reversed_items, mask), atol=1e-4)
-    torch.testing.assert_close(mean(items, mask), mean(reversed_items, mask))
-    transformer = TransformerHistoryEncoder(table).eval()  # position embeddings give order
-    assert not torch.allclose(transformer(items, mask), transformer(reversed_items, mask))
+    model = encoder_class(table, n_responses=2).eval()
+    items, mask = pad_histories([[3, 7], [3, 7]], length=2)
+    responses = torch.tensor([[[1.0, 0.8], [0.0, 0.0]], [[0.0, 0.0], [1.0, 0.8]]])
+    clicked_3, clicked_7 = model(items, mask, responses)
+    assert (clicked_3 - clicked_7).abs().max() > 1e-3
+    reordered = model(items.flip(1), mask, responses.flip(1))  # the same steps, other order
+    assert (reordered - model(items, mask, responses)).abs().amax(1).min() > 1e-3
+
+
+def test_the_mean_weights_recent_steps_by_its_decay():
+    torch.manual_seed(0)
+    table = ItemTable(dim=4, text_vectors=torch.eye(4), use_ids=False)
+    with torch.no_grad():
+        table.text_projection.weight.copy_(torch.eye(4))
+    model = MeanHistoryEncoder(table, decay=0.5)
+    items, mask = pad_histories([[0, 1, 2]], length=5)
+    # weights 0.25, 0.5, 1 for the steps 2, 1 and 0 steps ago; padding after them
+    expected = torch.tensor([[0.25, 0.5, 1.0, 0.0]]) / 1.75
+    torch.testing.assert_close(model(items, mask), expected)
+    assert model.decay == pytest.approx(0.5)
+    # the decay is learned: it gets a gradient
+    model(items, mask).pow(2).sum().backward()
+    assert model.decay_logit.grad.abs() > 0
+    with pytest.raises(ValueError, match="decay must be"):
+        MeanHistoryEncoder(table, decay=1.0)
+
+
+def test_steps_ago_counts_real_steps_only():
+    mask = torch.tensor([[True, True, False, False], [False, True, False, True]])
+    torch.testing.assert_close(steps_ago(mask)[mask], torch.tensor([1.0, 0.0, 1.0, 0.0]))
 
 
 def test_encoders_reject_bad_shapes():
@@ -241,13 +267,17 @@ def test_item_features_are_recommender_side_and_leave_the_global_state(atomic_di
     torch.manual_seed(7)
     features = item_features(data, mf_dim=4, epochs=2)
     assert torch.equal(torch.rand(2), expected_next)  # the global random state is untouched
-    assert features.shape == (data.n_items, 4 + 3)
-    for column in (-2, -1):  # z-scored mean rating and log count
+    n_genres = data.genre_matrix.shape[1]
+    assert features.shape == (data.n_items, 4 + 3 + n_genres)
+    for column in (-n_genres - 2, -n_genres - 1):  # z-scored mean rating and log count
         assert features[:, column].mean().abs() < 1e-5
+    # the genres the rules read, last (kept for items outside items_seen: metadata)
+    torch.testing.assert_close(features[:, -n_genres:], torch.tensor(data.genre_matrix).float())
     text = torch.randn(data.n_items, 6)
     with_text = item_features(data, text, mf_dim=4, epochs=2)
     torch.testing.assert_close(with_text[:, :6], text)
     torch.testing.assert_close(with_text[:, 6:], features)
     seen = torch.tensor([True, False, True, True, True])
     cold = item_features(data, mf_dim=4, epochs=2, items_seen=seen)
-    assert (cold[1] == 0).all() and (cold[0] != 0).any()
+    assert (cold[1, :-n_genres] == 0).all() and (cold[0] != 0).any()
+    torch.testing.assert_close(cold[:, -n_genres:], features[:, -n_genres:])

@@ -70,6 +70,19 @@ def test_shapes_and_dtypes(world):
     assert set(info) == {"clicked_item", "rating"}  # nothing hidden leaks through info
 
 
+def test_a_returning_user_is_observed_by_id_only(world):
+    sim = make_sim(world, batch_size=4, observe_user=True)
+    users = torch.tensor([3, 0, 3, 7])
+    obs = sim.reset(users=users, seed=0)
+    assert obs["user"].dtype == torch.long and torch.equal(obs["user"][:, 0], users)
+    obs, *_ = sim.step(torch.arange(4))
+    assert torch.equal(obs["user"][:, 0], users)  # the id stays; the hidden vector is not shown
+    vectors = world.sample_users(0, 4, torch.Generator().manual_seed(1))
+    synthetic = sim.reset(user_vectors=vectors, seed=0)
+    assert (synthetic["user"] == -1).all()
+    assert "user" not in make_sim(world, batch_size=4).reset(seed=0)
+
+
 def test_the_default_observation_is_the_whole_session_log(world):
     sim = make_sim(world, batch_size=2, horizon=7, budget_init=100.0)
     obs = sim.reset(seed=0)
@@ -255,6 +268,7 @@ def test_gymnasium_env_checker(world):
         warnings.filterwarnings("ignore", message=".*alternative render modes.*")
         check_env(RecommenderEnv(world))
         check_env(RecommenderEnv(world, SimulatorConfig(observe_features=True)))
+        check_env(RecommenderEnv(world, SimulatorConfig(observe_user=True)))
     # Slates: the checker samples MultiDiscrete actions, which may repeat an item (an error
     # here by design), so the slate env is checked by hand.
     env = RecommenderEnv(world, SimulatorConfig(slate_size=3))

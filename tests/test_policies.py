@@ -18,14 +18,26 @@ from recrl_lib.agents import (
     Policy,
     RecActorCritic,
     RecQNetwork,
+    draw_users,
+    evaluate_policy,
     greedy_oracle,
+    mf_recommender,
     most_popular,
     oracle_planner,
     population_planner,
     random_policy,
+    split_users,
+    tune_population_planner,
+    tune_rule,
 )
 from recrl_lib.datasets import load_movielens_100k
-from recrl_lib.encoders import CatalogueStats, ItemTable, catalogue_stats, item_features
+from recrl_lib.encoders import (
+    CatalogueStats,
+    ItemTable,
+    MatrixFactorization,
+    catalogue_stats,
+    item_features,
+)
 from recrl_lib.envs import SimulatorConfig, UserSimulator, World, build_world
 
 N_ITEMS = 40
@@ -45,10 +57,20 @@ def stats(world):
     return CatalogueStats(count=count, mean_rating=mean_rating, genres=world.genres)
 
 
-def dqn_policy() -> Policy:
+def dqn_policy(user_vectors: torch.Tensor | None = None) -> Policy:
     torch.manual_seed(0)
-    network = RecQNetwork(ItemTable(N_ITEMS, dim=8, text_vectors=torch.randn(N_ITEMS, 6)))
+    items = ItemTable(N_ITEMS, dim=8, text_vectors=torch.randn(N_ITEMS, 6))
+    network = RecQNetwork(items, user_vectors=user_vectors)
     return DQN(network, DQNConfig(), device="cpu").policy()
+
+
+def recommender_mf(n_users: int = 30) -> MatrixFactorization:
+    """A factorisation standing in for the recommender's own (fitted on the training split)."""
+    torch.manual_seed(1)
+    mf = MatrixFactorization(n_users, ItemTable(N_ITEMS, dim=4))
+    with torch.no_grad():
+        mf.item_bias.normal_()
+    return mf
 
 
 def ppo_policy(greedy: bool) -> Policy:
@@ -64,13 +86,16 @@ def non_oracles(stats) -> dict[str, callable]:
         "most popular": lambda: most_popular(stats),
         "population planner": lambda: population_planner(stats),
         "DQN": dqn_policy,
+        "DQN, knowing the user": lambda: dqn_policy(recommender_mf().users.weight),
+        "MF recommender": lambda: mf_recommender(recommender_mf()),
         "PPO": lambda: ppo_policy(greedy=True),
         "PPO, sampled": lambda: ppo_policy(greedy=False),
     }
 
 
 def played_sim(world, steps=4):
-    sim = UserSimulator(world, SimulatorConfig(horizon=20), batch_size=16, device="cpu")
+    config = SimulatorConfig(horizon=20, observe_user=True)
+    sim = UserSimulator(world, config, batch_size=16, device="cpu")
     obs = sim.reset(seed=0)
     for t in range(steps):
         obs, *_ = sim.step(torch.arange(16) % N_ITEMS + t)
@@ -136,6 +161,70 @@ def test_most_popular_and_population_planner_follow_their_rules(world, stats):
     assert torch.equal(chosen, expected)
 
 
+def test_the_planner_without_rotation_and_bad_settings(world, stats):
+    sim, obs = played_sim(world, steps=3)
+    no_rotation = population_planner(stats, min_rating=1.0, recent_steps=0)
+    # recent_steps=0 ranks by popularity alone (``[:, -0:]`` once meant every step)
+    assert torch.equal(no_rotation(obs), most_popular(stats)(obs))
+    with pytest.raises(ValueError, match="recent_steps must be >= 0"):
+        population_planner(stats, recent_steps=-1)
+
+
+def test_the_mf_recommender_scores_the_logged_in_user(world):
+    sim, obs = played_sim(world, steps=2)
+    mf = recommender_mf()
+    expected = mf.score_all()[obs["user"][:, 0]]
+    torch.testing.assert_close(mf_recommender(mf).score(obs), expected)
+    unknown = obs | {"user": torch.full_like(obs["user"], -1)}
+    torch.testing.assert_close(mf_recommender(mf).score(unknown)[0], mf.item_bias.detach())
+    with pytest.raises(KeyError, match="observe_user=True"):
+        mf_recommender(mf)({k: v for k, v in obs.items() if k != "user"})
+
+
+def test_a_network_that_knows_the_user_reads_their_vector(world):
+    sim, obs = played_sim(world, steps=2)
+    mf = recommender_mf()
+    q = dqn_policy(mf.users.weight).score
+    other = obs | {"user": (obs["user"] + 1) % 30}
+    assert not torch.allclose(q(obs), q(other))  # another user, another state
+    assert torch.allclose(dqn_policy().score(obs), dqn_policy().score(other))  # blind to it
+    with pytest.raises(KeyError, match="observe_user=True"):
+        q({k: v for k, v in obs.items() if k != "user"})
+
+
+def test_users_split_into_tuning_and_evaluation_halves():
+    tuning, evaluation = split_users(11, seed=3)
+    assert len(tuning) == 5 and len(evaluation) == 6
+    assert torch.equal(torch.cat([tuning, evaluation]).sort().values, torch.arange(11))
+    drawn = draw_users(evaluation, 100, seed=0)
+    assert set(drawn.tolist()) <= set(evaluation.tolist())
+    assert torch.equal(drawn, draw_users(evaluation, 100, seed=0))
+    with pytest.raises(ValueError, match="at least 2 users"):
+        split_users(1)
+
+
+def test_tune_rule_picks_the_best_setting_it_measured(world, stats):
+    sim = UserSimulator(world, SimulatorConfig(horizon=20), batch_size=32, device="cpu")
+    users = torch.arange(32) % world.n_users
+    grid = {"min_rating": [1.0, 3.0, 4.5], "recent_steps": [0, 2]}
+    best, table = tune_rule(
+        lambda **kw: population_planner(stats, **kw), grid, sim, users=users, seed=4
+    )
+    assert len(table) == 6 and table["return"].is_monotonic_decreasing
+    for _, row in table.iterrows():  # each row is that setting's mean return, measured again
+        settings = {"min_rating": row["min_rating"], "recent_steps": int(row["recent_steps"])}
+        again = evaluate_policy(sim, population_planner(stats, **settings), users=users, seed=4)
+        assert again["return"].mean() == pytest.approx(row["return"])
+    assert best == {
+        "min_rating": table.loc[0, "min_rating"],
+        "recent_steps": table.loc[0, "recent_steps"],
+    }
+    same, _ = tune_population_planner(stats, sim, users=users, seed=4, grid=grid)
+    assert same == best
+    with pytest.raises(ValueError, match="grid must name"):
+        tune_rule(population_planner, {"min_rating": []}, sim, users=users, seed=0)
+
+
 def test_allowed_restricts_and_bad_masks_are_clear_errors(world):
     sim, obs = played_sim(world, steps=0)
     allowed = torch.arange(N_ITEMS) % 4 == 0
@@ -179,6 +268,7 @@ NON_ORACLES = {
     "random_policy",
     "most_popular",
     "population_planner",
+    "mf_recommender",
     "catalogue_stats",
     "item_features",
     "fit_recommender_mf",

@@ -4,6 +4,7 @@ meta-RL (``recrl_lib.agents.meta``)."""
 from recrl_lib.agents.baselines import (
     Policy,
     greedy_oracle,
+    mf_recommender,
     most_popular,
     oracle_planner,
     population_planner,
@@ -17,7 +18,14 @@ from recrl_lib.agents.behaviour import (
 )
 from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork
 from recrl_lib.agents.ppo import PPO, MLPActorCritic, PPOConfig, RecActorCritic
-from recrl_lib.agents.rollout import evaluate_policy, log_sessions
+from recrl_lib.agents.rollout import (
+    draw_users,
+    evaluate_policy,
+    log_sessions,
+    split_users,
+    tune_population_planner,
+    tune_rule,
+)
 from recrl_lib.agents.schedules import EpsilonSchedule
 from recrl_lib.agents.tabular import q_learning, sarsa, td_control
 
@@ -33,10 +41,12 @@ __all__ = [
     "RecActorCritic",
     "RecQNetwork",
     "StochasticPolicy",
+    "draw_users",
     "epsilon_greedy",
     "evaluate_policy",
     "greedy_oracle",
     "log_sessions",
+    "mf_recommender",
     "mixture",
     "most_popular",
     "oracle_planner",
@@ -45,5 +55,8 @@ __all__ = [
     "random_policy",
     "sarsa",
     "softmax_policy",
+    "split_users",
     "td_control",
+    "tune_population_planner",
+    "tune_rule",
 ]

@@ -11,7 +11,9 @@ What a policy may see is part of its definition:
 
 - **non-oracle** policies act on the observation and on what the recommender computed from the
   training split (:class:`~recrl_lib.encoders.CatalogueStats`, item features, its own models):
-  ``random_policy``, ``most_popular``, ``population_planner``, and every learned agent;
+  ``random_policy``, ``most_popular``, ``population_planner``, ``mf_recommender`` (the
+  classic personalised recommender: its own factorisation of the training split, read for
+  the logged-in user), and every learned agent;
 - **oracles** are built *with the simulator* and read its hidden state on purpose, to show what
   that information is worth: ``greedy_oracle`` (the highest click probability now) and
   ``oracle_planner`` (click probability + λ · expected budget change, a one-step look-ahead).
@@ -25,6 +27,7 @@ from collections.abc import Callable
 import torch
 
 from recrl_lib.encoders.features import CatalogueStats
+from recrl_lib.encoders.mf import MatrixFactorization
 from recrl_lib.envs.simulator import UserSimulator, shown_items
 
 Observation = dict[str, torch.Tensor]
@@ -117,22 +120,46 @@ def population_planner(
     """A hand-written rule with no user model: popular items, skipping those whose (shrunk)
     mean training rating is below ``min_rating`` and, where possible, the genres of the last
     ``recent_steps`` items shown (read from the observation)."""
+    if recent_steps < 0:
+        raise ValueError(f"recent_steps must be >= 0 (0: no genre rotation), got {recent_steps}")
     genres, count = stats.genres.float(), stats.count
     poor = (stats.mean_rating < min_rating).float()
 
     def score(obs: Observation) -> torch.Tensor:
         device = obs["items"].device
+        score = count.to(device).expand(_batch_size(obs), -1).clone()
+        score -= 1e6 * poor.to(device)  # skip poorly rated items ...
+        if recent_steps == 0:  # (``[:, -0:]`` would be every step, not none)
+            return score
         g = genres.to(device)
         recent = obs["items"][:, -recent_steps:]
         recent_mask = obs["mask"][:, -recent_steps:, None].float()
         recent_genres = (g[recent] * recent_mask).amax(1)  # [B, G]
         repeats_genre = (recent_genres @ g.T) > 0  # [B, N]
-        score = count.to(device).expand(_batch_size(obs), -1).clone()
-        score -= 1e6 * poor.to(device)  # skip poorly rated items ...
         score -= 1e3 * repeats_genre.float()  # ... and recent genres, when possible
         return score
 
     return Policy("population planner", score, stats.n_items)
+
+
+def mf_recommender(mf: MatrixFactorization) -> Policy:
+    """The recommender's MF score of each valid item for the logged-in user, greedy: the
+    classic personalised recommender. Needs ``SimulatorConfig(observe_user=True)``; an
+    unknown user (id -1) gets the item biases alone."""
+    scores = mf.score_all().detach().cpu()  # [U, N], from the training split
+    scores = torch.cat([scores, mf.item_bias.detach().cpu()[None]])  # last row: unknown
+
+    def score(obs: Observation) -> torch.Tensor:
+        if "user" not in obs:
+            raise KeyError(
+                "mf_recommender reads who logged in: build the simulator with "
+                "SimulatorConfig(observe_user=True)"
+            )
+        users = obs["user"][:, 0].cpu()
+        rows = torch.where(users < 0, len(scores) - 1, users)
+        return scores[rows].to(obs["items"].device)
+
+    return Policy("MF recommender", score, mf.items.n_items)
 
 
 def greedy_oracle(sim: UserSimulator) -> Policy:

@@ -58,11 +58,12 @@ class RecQNetwork(ItemMask):
         history: str = "mean",
         window: int = 10,
         n_features: int = 0,
+        user_vectors: torch.Tensor | None = None,
         hidden: int = 128,
     ):
         super().__init__(items.n_items)
         self.items = items
-        self.reader = SessionReader(items, history, window, n_features)
+        self.reader = SessionReader(items, history, window, n_features, user_vectors)
         self.mlp = nn.Sequential(
             nn.Linear(self.reader.out_dim, hidden),
             nn.ReLU(),

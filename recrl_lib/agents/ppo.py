@@ -53,9 +53,11 @@ def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) 
 class _SessionTrunk(nn.Module):
     """The observed session (``SessionReader``) -> a tanh MLP -> [B, out]."""
 
-    def __init__(self, items, history, window, n_features, hidden, out, out_gain):
+    def __init__(
+        self, items, history, window, n_features, hidden, out, out_gain, user_vectors=None
+    ):
         super().__init__()
-        self.reader = SessionReader(items, history, window, n_features)
+        self.reader = SessionReader(items, history, window, n_features, user_vectors)
         self.mlp = nn.Sequential(
             layer_init(nn.Linear(self.reader.out_dim, hidden)),
             nn.Tanh(),
@@ -83,13 +85,15 @@ class RecActorCritic(ItemMask):
         history: str = "mean",
         window: int = 10,
         n_features: int = 0,
+        user_vectors: torch.Tensor | None = None,
         hidden: int = 128,
     ):
         super().__init__(items.n_items)  # valid actions: allowed (``restrict_to``), not shown
         self.items = items
         # The policy's last layer starts near zero (gain 0.01): every item about equally likely.
-        self.actor = _SessionTrunk(items, history, window, n_features, hidden, items.dim, 0.01)
-        self.critic = _SessionTrunk(items, history, window, n_features, hidden, 1, 1.0)
+        trunk = (items, history, window, n_features, hidden)
+        self.actor = _SessionTrunk(*trunk, items.dim, 0.01, user_vectors)
+        self.critic = _SessionTrunk(*trunk, 1, 1.0, user_vectors)
 
     @property
     def n_actions(self) -> int:

@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
+from recrl_lib.agents.baselines import population_planner
 from recrl_lib.agents.behaviour import StochasticPolicy
+from recrl_lib.encoders.features import CatalogueStats
 from recrl_lib.envs.simulator import UserSimulator
 
 
@@ -115,3 +118,67 @@ def log_sessions(
         if not alive.any():
             break
     return log
+
+
+def split_users(n_users: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random half of the simulated users for tuning, the other half for claims:
+    -> (tuning_users, evaluation_users), sorted long tensors that never share a user."""
+    if n_users < 2:
+        raise ValueError(f"split_users needs at least 2 users, got {n_users}")
+    order = torch.randperm(n_users, generator=torch.Generator().manual_seed(seed))
+    half = n_users // 2
+    return order[:half].sort().values, order[half:].sort().values
+
+
+def draw_users(pool: torch.Tensor, n: int, *, seed: int) -> torch.Tensor:
+    """``n`` users drawn with replacement from ``pool`` ([P] long) with their own generator."""
+    pick = torch.randint(len(pool), (n,), generator=torch.Generator().manual_seed(seed))
+    return pool[pick]
+
+
+def tune_rule(
+    make_policy: Callable[..., Callable],
+    grid: dict[str, list],
+    sim: UserSimulator,
+    *,
+    users: torch.Tensor,
+    seed: int,
+) -> tuple[dict, pd.DataFrame]:
+    """Grid search for a rule's settings by mean return on *tuning* users and seeds.
+
+    ``make_policy(**settings)`` builds the rule; each combination of ``grid``'s values is run
+    once on ``sim`` with ``users`` and ``seed`` (pass users and a seed that no claim uses).
+    Returns (the best settings, a table of every combination's mean return, best first)."""
+    if not grid or any(len(values) == 0 for values in grid.values()):
+        raise ValueError("grid must name at least one setting, each with at least one value")
+    names, tried, rows = list(grid), [], []
+    for values in itertools.product(*grid.values()):
+        settings = dict(zip(names, values))
+        result = evaluate_policy(sim, make_policy(**settings), users=users, seed=seed)
+        tried.append(settings)
+        rows.append(settings | {"return": result["return"].mean()})
+    best = tried[int(np.argmax([row["return"] for row in rows]))]  # the first of any ties
+    table = pd.DataFrame(rows).sort_values("return", ascending=False, kind="stable")
+    return best, table.reset_index(drop=True)
+
+
+PLANNER_GRID = {"min_rating": [1.0, 2.5, 3.0, 3.25, 3.5, 3.75], "recent_steps": [0, 1, 2, 3, 4]}
+
+
+def tune_population_planner(
+    stats: CatalogueStats,
+    sim: UserSimulator,
+    *,
+    users: torch.Tensor,
+    seed: int,
+    grid: dict[str, list] | None = None,
+) -> tuple[dict, pd.DataFrame]:
+    """:func:`tune_rule` for :func:`population_planner` over ``grid`` (default
+    ``PLANNER_GRID``: rating cut-offs from none to 3.75, and 0–4 recent genres avoided)."""
+    return tune_rule(
+        lambda **settings: population_planner(stats, **settings),
+        PLANNER_GRID if grid is None else grid,
+        sim,
+        users=users,
+        seed=seed,
+    )

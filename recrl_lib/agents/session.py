@@ -1,7 +1,9 @@
 """What a recommender's networks read from an observed session, shared by DQN and PPO.
 
 ``SessionReader`` turns the last ``window`` steps of the session log (items, clicks, ratings),
-the step, the session's totals and optional user features into one input vector for an MLP;
+the step, the session's totals, optional user features and, for a recommender that knows its
+returning users, their vector from its own factorisation of the training split (read by the
+id in ``obs["user"]``) into one input vector for an MLP;
 ``ItemMask`` is the set of items a network may recommend (``restrict_to``: train on a warm
 catalogue, test on cold items) and, with the session log, its valid actions.
 """
@@ -27,18 +29,35 @@ HISTORY_ENCODERS = {
 
 
 class SessionReader(nn.Module):
-    """obs -> [B, D + 4 + n_features]: the history encoder's state h of the last ``window``
-    steps (items with their (click, rating) responses) ‖ step ‖ session totals (‖ features)."""
+    """obs -> [B, D + 4 + n_features (+ P)]: the history encoder's state h of the last ``window``
+    steps (items with their (click, rating) responses) ‖ step ‖ session totals (‖ features)
+    (‖ the user's past: row ``obs["user"]`` of ``user_vectors`` [U, P], zeros for an unknown
+    user (id -1); the recommender's own MF user vectors, fitted on the training split)."""
 
-    def __init__(self, items: ItemTable, history: str, window: int, n_features: int):
+    def __init__(
+        self,
+        items: ItemTable,
+        history: str,
+        window: int,
+        n_features: int,
+        user_vectors: torch.Tensor | None = None,
+    ):
         super().__init__()
         if history not in HISTORY_ENCODERS:
             raise ValueError(f"history must be one of {sorted(HISTORY_ENCODERS)}, got {history!r}")
         if window < 1:
             raise ValueError(f"window must be >= 1 step, got {window}")
+        if user_vectors is not None and user_vectors.ndim != 2:
+            raise ValueError(f"user_vectors must be [U, P], got {tuple(user_vectors.shape)}")
         self.window, self.n_features = window, n_features
-        self.out_dim = items.dim + 4 + n_features
+        past = 0 if user_vectors is None else user_vectors.shape[1]
+        self.out_dim = items.dim + 4 + n_features + past
         self.encoder = HISTORY_ENCODERS[history](items, n_responses=2)
+        if user_vectors is None:
+            self.user_vectors = None
+        else:  # a frozen buffer; one row of zeros at the end for an unknown user
+            known = user_vectors.detach().float()
+            self.register_buffer("user_vectors", torch.cat([known, known.new_zeros(1, past)]))
 
     def forward(self, obs: dict[str, torch.Tensor], table: torch.Tensor) -> torch.Tensor:
         """``table``: [N, D], the item vectors (``items.all()``) the history is read with."""
@@ -53,6 +72,15 @@ class SessionReader(nn.Module):
                     "SimulatorConfig(observe_features=True), or the network with n_features=0"
                 )
             inputs.append(obs["features"])
+        if self.user_vectors is not None:
+            if "user" not in obs:
+                raise KeyError(
+                    "this network reads the user's past: build the simulator with "
+                    "SimulatorConfig(observe_user=True), or the network with user_vectors=None"
+                )
+            users = obs["user"][:, 0]
+            unknown = len(self.user_vectors) - 1
+            inputs.append(self.user_vectors[torch.where(users < 0, unknown, users)])
         return torch.cat(inputs, dim=-1)
 
 

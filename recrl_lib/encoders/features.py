@@ -89,11 +89,15 @@ def item_features(
     items_seen: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[N, F] float32: text vectors (if given) ‖ the recommender's MF item vectors ‖ MF bias ‖
-    z-scored mean training rating ‖ z-scored log(1 + training count).
+    z-scored mean training rating ‖ z-scored log(1 + training count) ‖ genres (multi-hot).
+
+    The genres are the item metadata the hand-written rules read, so a network given these
+    features knows everything about an item that a rule of the course knows.
 
     ``mf`` reuses a :func:`fit_recommender_mf` model; otherwise one is fitted with ``mf_dim``,
     ``epochs`` and ``seed``. ``items_seen`` ([N] bool) restricts the fit and the statistics to
-    those items (the others get zeros): the honest setting for a cold-start experiment.
+    those items (the others get zeros, but for their genres): the honest setting for a
+    cold-start experiment.
     """
     if mf is None:
         mf = fit_recommender_mf(data, dim=mf_dim, epochs=epochs, seed=seed, items_seen=items_seen)
@@ -110,6 +114,7 @@ def item_features(
     if items_seen is not None:
         unseen = ~items_seen.cpu()
         parts = [torch.where(unseen[:, None], torch.zeros_like(p), p) for p in parts]
+    parts.append(stats.genres.float())  # metadata: known for a new item too
     if text_vectors is not None:
         parts.insert(0, text_vectors.float().cpu())
     return torch.cat(parts, dim=1)

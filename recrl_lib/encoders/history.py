@@ -2,9 +2,15 @@
 
 A history is a batch of item ids ``items: [B, H]`` (oldest first), a boolean ``mask: [B, H]``
 (True = a real step, False = padding) and optional per-step responses ``responses: [B, H, R]``
-(e.g. click, rating / 5). Each step becomes a token x_t = item vector + W_r · responses_t,
-and each encoder maps the tokens to ``state: [B, D]``; padding never changes the state, and an
-empty history gives the zero vector (all three encoders).
+(e.g. click, rating / 5). Each step becomes a *response-gated* token
+
+    z_t = x_t ⊙ (1 + G r_t) + U r_t        (x_t the item's vector, r_t its responses)
+
+so a clicked movie and a skipped one enter the state differently (with the plain sum
+x_t + U r_t, a mean could not tell *which* movie was clicked). Each encoder maps the tokens to
+``state: [B, D]`` and keeps the order of the steps: the mean weights recent steps more, with a
+learned decay; the GRU and the Transformer read the sequence. Padding never changes the state,
+and an empty history gives the zero vector (all three encoders).
 
 Every encoder takes an optional ``table`` ([N, D], from ``ItemTable.all()``): a caller that
 also needs every item's vector (a Q-network scoring the catalogue) computes it once.
@@ -78,9 +84,11 @@ class _HistoryEncoder(nn.Module):
         super().__init__()
         self.items, self.n_responses, self.dim = items, n_responses, items.dim
         self.response_projection = nn.Linear(n_responses, items.dim) if n_responses else None
+        # G of the module docstring: how each response rescales the item's vector
+        self.response_gate = nn.Linear(n_responses, items.dim, bias=False) if n_responses else None
 
     def tokens(self, items, mask, responses, table=None) -> torch.Tensor:
-        """Check shapes; one vector per step: item vector + projected responses. -> [B, H, D]"""
+        """Check shapes; one token per step, z_t = x_t ⊙ (1 + G r_t) + U r_t. -> [B, H, D]"""
         if items.ndim != 2 or items.dtype != torch.long:
             raise ValueError(
                 f"items must be a [B, H] long tensor, got {items.dtype} {tuple(items.shape)}"
@@ -96,17 +104,39 @@ class _HistoryEncoder(nn.Module):
             if responses is None or tuple(responses.shape) != expected:
                 got = None if responses is None else tuple(responses.shape)
                 raise ValueError(f"responses must be [B, H, R] = {expected}, got {got}")
-            x = x + self.response_projection(responses.float())
+            r = responses.float()
+            x = x * (1 + self.response_gate(r)) + self.response_projection(r)
         return x
 
 
+def steps_ago(mask: torch.Tensor) -> torch.Tensor:
+    """mask: [B, H] bool -> [B, H] float: how many real steps came after each step (the latest
+    real step is 0 steps ago), whatever the padding's place."""
+    later = mask.flip(1).cumsum(1).flip(1) - mask.long()
+    return later.float()
+
+
 class MeanHistoryEncoder(_HistoryEncoder):
-    """state = mean of the real steps' vectors (order ignored)."""
+    """state = recency-weighted mean of the tokens, s = Σ_t m_t δ^{a_t} z_t / Σ_t m_t δ^{a_t},
+    where a_t is how many real steps ago step t was and the decay δ = sigmoid(θ) ∈ (0, 1) is
+    learned (it starts at ``decay``). Order and *which* item got which response both count."""
+
+    def __init__(self, items: ItemTable, n_responses: int = 0, *, decay: float = 0.9):
+        super().__init__(items, n_responses)
+        if not 0 < decay < 1:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.decay_logit = nn.Parameter(torch.logit(torch.tensor(float(decay))))
+
+    @property
+    def decay(self) -> float:
+        return torch.sigmoid(self.decay_logit).item()
 
     def forward(self, items, mask, responses=None, *, table=None) -> torch.Tensor:
         x = self.tokens(items, mask, responses, table)
-        weights = mask.unsqueeze(-1).to(x.dtype)
-        return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        log_decay = nn.functional.logsigmoid(self.decay_logit)
+        weights = (steps_ago(mask) * log_decay).exp() * mask.to(x.dtype)  # [B, H]
+        weights = weights.unsqueeze(-1)
+        return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # >= 1 unless empty
 
 
 class GRUHistoryEncoder(_HistoryEncoder):

@@ -36,6 +36,8 @@ def observation_space(world: World, config: SimulatorConfig) -> spaces.Dict:
     }
     if config.observe_features:
         space["features"] = spaces.Box(0.0, 1.0, (world.user_features.shape[1],), np.float32)
+    if config.observe_user:
+        space["user"] = spaces.Box(-1, world.n_users - 1, (1,), np.int64)
     return spaces.Dict(space)
 
 

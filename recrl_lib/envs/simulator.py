@@ -55,6 +55,7 @@ class SimulatorConfig:
     drift: float = 0.05  # fraction of the way a click pulls the user toward the item
     rating_noise: float = 0.5  # std of the noise on the 1..5 rating
     observe_features: bool = False  # add demographics to the observation
+    observe_user: bool = False  # add the user's id: a returning user the recommender knows
 
     def __post_init__(self):
         for name in ("horizon", "slate_size"):
@@ -107,8 +108,11 @@ def observation_from_history(
             f"need items, ratings, mask of one shape [B, L] with L <= {H} observed steps, "
             f"got {tuple(items.shape)}, {tuple(ratings.shape)}, {tuple(mask.shape)}"
         )
-    if config.observe_features:
-        raise ValueError("observation_from_history has no user features: observe_features=False")
+    if config.observe_features or config.observe_user:
+        raise ValueError(
+            "observation_from_history has no user features or ids: build the config with "
+            "observe_features=False and observe_user=False"
+        )
     if ((ratings[mask] < 1) | (ratings[mask] > 5)).any():
         raise ValueError("ratings of the real steps must lie in 1..5")
     pad = H - L
@@ -384,7 +388,9 @@ class UserSimulator:
         mask [B, H] bool (True = a real step), with H = ``config.observed_steps`` (the whole
         session by default); step [B, 1] (t / horizon); session [B, 3] (the session's clicks,
         misses and sum of rating / 5 so far, each / horizon: enough to estimate the hidden
-        budget); and with ``observe_features`` the demographics features [B, F].
+        budget); with ``observe_features`` the demographics features [B, F]; with
+        ``observe_user`` the user's id [B, 1] long (-1 for a synthetic user): who logged in,
+        which a recommender knows of its returning users (their past is in its training split).
         """
         obs = {
             "items": self.hist_items.clone(),
@@ -396,4 +402,6 @@ class UserSimulator:
         }
         if self.config.observe_features:
             obs["features"] = self.features.clone()
+        if self.config.observe_user:
+            obs["user"] = self.user_ids[:, None].clone()
         return obs
