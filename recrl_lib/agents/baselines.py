@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from recrl_lib.agents.session import user_rows
 from recrl_lib.encoders.features import CatalogueStats
 from recrl_lib.encoders.mf import MatrixFactorization
 from recrl_lib.envs.simulator import UserSimulator, shown_items
@@ -150,14 +151,7 @@ def mf_recommender(mf: MatrixFactorization) -> Policy:
     scores = torch.cat([scores, mf.item_bias.detach().cpu()[None]])  # last row: unknown
 
     def score(obs: Observation) -> torch.Tensor:
-        if "user" not in obs:
-            raise KeyError(
-                "mf_recommender reads who logged in: build the simulator with "
-                "SimulatorConfig(observe_user=True)"
-            )
-        users = obs["user"][:, 0].cpu()
-        rows = torch.where(users < 0, len(scores) - 1, users)
-        return scores[rows].to(obs["items"].device)
+        return scores[user_rows(obs, len(scores) - 1).cpu()].to(obs["items"].device)
 
     return Policy("MF recommender", score, mf.items.n_items)
 

@@ -151,15 +151,14 @@ def tune_rule(
     Returns (the best settings, a table of every combination's mean return, best first)."""
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise ValueError("grid must name at least one setting, each with at least one value")
-    names, tried, rows = list(grid), [], []
-    for values in itertools.product(*grid.values()):
-        settings = dict(zip(names, values))
-        result = evaluate_policy(sim, make_policy(**settings), users=users, seed=seed)
-        tried.append(settings)
-        rows.append(settings | {"return": result["return"].mean()})
-    best = tried[int(np.argmax([row["return"] for row in rows]))]  # the first of any ties
-    table = pd.DataFrame(rows).sort_values("return", ascending=False, kind="stable")
-    return best, table.reset_index(drop=True)
+    tried = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    returns = [
+        evaluate_policy(sim, make_policy(**settings), users=users, seed=seed)["return"].mean()
+        for settings in tried
+    ]
+    table = pd.DataFrame(tried).assign(**{"return": returns})
+    table = table.sort_values("return", ascending=False, kind="stable").reset_index(drop=True)
+    return tried[int(np.argmax(returns))], table  # argmax: the first of any ties
 
 
 PLANNER_GRID = {"min_rating": [1.0, 2.5, 3.0, 3.25, 3.5, 3.75], "recent_steps": [0, 1, 2, 3, 4]}

@@ -28,6 +28,18 @@ HISTORY_ENCODERS = {
 }
 
 
+def user_rows(obs: dict[str, torch.Tensor], n_known: int) -> torch.Tensor:
+    """[B] long: each row's user id from ``obs["user"]`` ([B, 1]), with an unknown user (id -1)
+    mapped to row ``n_known`` — the extra row that tables of known users keep for them."""
+    if "user" not in obs:
+        raise KeyError(
+            "this policy reads who logged in: build the simulator with "
+            "SimulatorConfig(observe_user=True)"
+        )
+    users = obs["user"][:, 0]
+    return torch.where(users < 0, n_known, users)
+
+
 class SessionReader(nn.Module):
     """obs -> [B, D + 4 + n_features (+ P)]: the history encoder's state h of the last ``window``
     steps (items with their (click, rating) responses) ‖ step ‖ session totals (‖ features)
@@ -73,14 +85,7 @@ class SessionReader(nn.Module):
                 )
             inputs.append(obs["features"])
         if self.user_vectors is not None:
-            if "user" not in obs:
-                raise KeyError(
-                    "this network reads the user's past: build the simulator with "
-                    "SimulatorConfig(observe_user=True), or the network with user_vectors=None"
-                )
-            users = obs["user"][:, 0]
-            unknown = len(self.user_vectors) - 1
-            inputs.append(self.user_vectors[torch.where(users < 0, unknown, users)])
+            inputs.append(self.user_vectors[user_rows(obs, len(self.user_vectors) - 1)])
         return torch.cat(inputs, dim=-1)
 
 
