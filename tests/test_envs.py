@@ -249,6 +249,32 @@ def test_a_snapshot_restores_the_simulator_exactly(world):
         make_sim(world, batch_size=3).load_state_dict(snapshot)
 
 
+def test_a_user_pool_keeps_every_drawn_user_inside_it(world):
+    pool = torch.tensor([2, 5, 11])
+    sim = UserSimulator(world, batch_size=64, seed=0, device="cpu", user_pool=pool)
+    seen = set()
+    for _ in range(5):  # resets of every row, and auto-resets of some rows
+        sim.reset()
+        seen |= set(sim.user_ids.tolist())
+        sim.reset(rows=torch.arange(64) % 2 == 0)
+        seen |= set(sim.user_ids.tolist())
+    assert seen == {2, 5, 11}
+    everyone = UserSimulator(world, batch_size=64, seed=0, device="cpu")
+    everyone.reset()  # the default pool is every user, drawn as before the pool existed
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(everyone.user_ids, torch.randint(world.n_users, (64,), generator=g))
+    sim.reset(users=torch.full((64,), 7))  # an explicit user is allowed outside the pool
+    assert (sim.user_ids == 7).all()
+    for bad in (
+        torch.tensor([], dtype=torch.long),
+        torch.tensor([0, world.n_users]),
+        torch.tensor([[1, 2]]),
+        torch.tensor([0.5]),
+    ):
+        with pytest.raises(ValueError, match="user_pool must be"):
+            UserSimulator(world, device="cpu", user_pool=bad)
+
+
 def test_cohorts_and_synthetic_users(world):
     labels = kmeans(torch.cat([torch.randn(20, 2) - 5, torch.randn(20, 2) + 5]), 2)
     assert len(set(labels[:20].tolist())) == 1 and labels[0] != labels[-1]

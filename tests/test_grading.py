@@ -11,6 +11,9 @@ Students, for each assignment:
 - ``eve`` (exercise 04) passes every visible test, but her TD target returns NaN when no action
   is valid after a terminated step: only the hidden tests catch it, so they must be restored
   and counted.
+
+All of it is graded with a CPU hog beside it (one busy process per core): instructors grade
+batches on shared servers, and a correct student must not lose points because the grader is busy.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cpu_load import cpu_hog
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
@@ -143,6 +148,13 @@ def course(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def busy_machine():
+    """Every usable core kept busy by another process for the duration of the test."""
+    with cpu_hog() as hogs:
+        yield hogs
+
+
 def comparable(path: Path) -> list[dict]:
     """The cells of a notebook without what generation varies: checksums and cell ids."""
     cells = json.loads(path.read_text())["cells"]
@@ -206,7 +218,7 @@ def _submission(course: Path, assignment: str, student: str) -> dict:
     return notebook
 
 
-def test_the_round_trip_grades_every_student_exactly(course):
+def test_the_round_trip_grades_every_student_exactly(course, busy_machine):
     for assignment in ASSIGNMENTS:
         for student in STUDENTS[assignment]:
             folder = course / "submitted" / student / assignment
@@ -215,6 +227,7 @@ def test_the_round_trip_grades_every_student_exactly(course):
             (folder / f"{assignment}.ipynb").write_text(json.dumps(notebook))
         nbgrader("autograde", assignment, f"--Execute.timeout={CELL_TIMEOUT}", cwd=course)
     nbgrader("export", "--to", "grades.csv", cwd=course)
+    assert all(hog.poll() is None for hog in busy_machine), "the CPU hog stopped during grading"
     with open(course / "grades.csv") as f:
         grades = {(row["student_id"], row["assignment"]): row for row in csv.DictReader(f)}
     students = sorted({s for names in STUDENTS.values() for s in names})

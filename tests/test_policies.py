@@ -187,9 +187,12 @@ def test_a_network_that_knows_the_user_reads_their_vector(world):
     q = dqn_policy(mf.users.weight).score
     other = obs | {"user": (obs["user"] + 1) % 30}
     assert not torch.allclose(q(obs), q(other))  # another user, another state
-    assert torch.allclose(dqn_policy().score(obs), dqn_policy().score(other))  # blind to it
+    blind = dqn_policy().score  # the same network without the user table ignores the id
+    assert torch.allclose(blind(obs), blind(other))
     with pytest.raises(KeyError, match="observe_user=True"):
         q({k: v for k, v in obs.items() if k != "user"})
+    with pytest.raises(ValueError, match="not one of the recommender's 30 known users"):
+        q(obs | {"user": torch.full_like(obs["user"], 30)})
 
 
 def test_users_split_into_tuning_and_evaluation_halves():

@@ -16,6 +16,7 @@ from recrl_lib.evaluation.ranking import (
     gini_of_exposure,
     hit_rate_at_k,
     intra_list_diversity,
+    mean_pairwise_jaccard,
     ndcg_at_k,
     novelty,
     precision_at_k,
@@ -174,3 +175,21 @@ def test_tensors_on_another_device_get_one_clear_error():
     ranked = torch.tensor([[0, 1]])
     with pytest.raises(ValueError, match="move them together"):
         precision_at_k(ranked, relevant_of([[1]], 3).to("meta"), 1)
+
+
+def test_mean_pairwise_jaccard_matches_scikit_learn_and_a_hand_computation():
+    from sklearn.metrics import jaccard_score
+
+    sets = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    # pairs with a non-empty union: (0,1) 1/3, (0,2) 0, (0,3) 1, (1,2) 0, (1,3) 1/3, (2,3) 0
+    assert mean_pairwise_jaccard(sets) == pytest.approx((1 / 3 + 1 + 1 / 3) / 6)
+    g = torch.Generator().manual_seed(0)
+    sets = torch.rand(12, 30, generator=g) < 0.3
+    pairs = [(a, b) for a in range(12) for b in range(12) if a != b]
+    reference = np.mean([jaccard_score(sets[a].numpy(), sets[b].numpy()) for a, b in pairs])
+    assert mean_pairwise_jaccard(sets) == pytest.approx(reference)
+    assert mean_pairwise_jaccard(torch.ones(3, 5, dtype=torch.bool)) == 1.0
+    with pytest.raises(ValueError, match="every set is empty"):
+        mean_pairwise_jaccard(torch.zeros(3, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bool tensor"):
+        mean_pairwise_jaccard(torch.ones(3, 5))

@@ -37,6 +37,12 @@ def user_rows(obs: dict[str, torch.Tensor], n_known: int) -> torch.Tensor:
             "SimulatorConfig(observe_user=True)"
         )
     users = obs["user"][:, 0]
+    if (users >= n_known).any() or (users < -1).any():
+        bad = users[(users >= n_known) | (users < -1)][0].item()
+        raise ValueError(
+            f"user id {bad} is not one of the recommender's {n_known} known users "
+            f"(0..{n_known - 1}) or -1 (unknown): build the user table from the simulator's data"
+        )
     return torch.where(users < 0, n_known, users)
 
 

@@ -64,9 +64,13 @@ class RecommenderEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, world: World, config: SimulatorConfig | None = None, *, device="cpu"):
+    def __init__(
+        self, world: World, config: SimulatorConfig | None = None, *, device="cpu", user_pool=None
+    ):
         self.config = config or SimulatorConfig()
-        self.sim = UserSimulator(world, self.config, batch_size=1, device=device)
+        self.sim = UserSimulator(
+            world, self.config, batch_size=1, device=device, user_pool=user_pool
+        )
         self.observation_space = observation_space(world, self.config)
         self.action_space = action_space(world, self.config)
         self._seeded = False
@@ -107,10 +111,13 @@ class RecommenderVectorEnv(VectorEnv):
         *,
         num_envs: int = 8,
         device=None,
+        user_pool=None,
     ):
         self.config = config or SimulatorConfig()
         self.num_envs = num_envs
-        self.sim = UserSimulator(world, self.config, batch_size=num_envs, device=device)
+        self.sim = UserSimulator(
+            world, self.config, batch_size=num_envs, device=device, user_pool=user_pool
+        )
         self.single_observation_space = observation_space(world, self.config)
         self.single_action_space = action_space(world, self.config)
         self.observation_space = batch_space(self.single_observation_space, num_envs)

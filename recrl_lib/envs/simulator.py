@@ -144,10 +144,29 @@ class UserSimulator:
         batch_size: int = 1,
         seed: int = 0,
         device: torch.device | str | None = None,
+        user_pool: torch.Tensor | None = None,
     ):
         self.config = config or SimulatorConfig()
         self.device = torch.device(device) if device is not None else get_device()
         self.world = world.to(self.device)
+        # The real users a reset without ``users`` draws from (default: all): e.g. the training
+        # half of a split, so that agents never meet the users their claims are made on.
+        if user_pool is None:
+            user_pool = torch.arange(world.n_users)
+        user_pool = torch.as_tensor(user_pool)
+        if (
+            user_pool.ndim != 1
+            or len(user_pool) == 0
+            or user_pool.dtype.is_floating_point
+            or user_pool.min() < 0
+            or user_pool.max() >= world.n_users
+        ):
+            raise ValueError(
+                f"user_pool must be a non-empty 1-D tensor of user ids in 0..{world.n_users - 1} "
+                "(e.g. one half of split_users); got "
+                f"{tuple(user_pool.shape)} {user_pool.dtype}"
+            )
+        self.user_pool = user_pool.to(self.device, torch.long)
         self.batch_size = batch_size
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         B, H, dev = batch_size, self.config.observed_steps, self.device
@@ -202,7 +221,8 @@ class UserSimulator:
         """Start new sessions for ``rows`` ([B] bool, default all) and return the observation.
 
         The new users are ``users`` (real user ids [R]), else ``user_vectors`` (synthetic
-        users [R, D], e.g. from ``World.sample_users``), else drawn uniformly from the data.
+        users [R, D], e.g. from ``World.sample_users``), else drawn uniformly from the
+        simulator's ``user_pool`` (all real users by default).
         """
         if seed is not None:
             self.generator.manual_seed(seed)
@@ -221,9 +241,10 @@ class UserSimulator:
             self.features[rows] = 0.0
         else:
             if users is None:
-                users = torch.randint(
-                    self.world.n_users, (n,), generator=self.generator, device=self.device
+                pick = torch.randint(
+                    len(self.user_pool), (n,), generator=self.generator, device=self.device
                 )
+                users = self.user_pool[pick]
             users = users.to(self.device)
             if users.shape != (n,) or users.min() < 0 or users.max() >= self.world.n_users:
                 raise ValueError(f"users must be {n} ids in 0..{self.world.n_users - 1}")

@@ -3,7 +3,8 @@
 - :mod:`~recrl_lib.evaluation.intervals`: confidence intervals, paired comparisons over
   training seeds, the on-policy summary table;
 - :mod:`~recrl_lib.evaluation.ranking`: top-k ranking metrics, rating errors, and what a set
-  of lists does to the catalogue (coverage, novelty, diversity, Gini of exposure);
+  of lists does to the catalogue and to users (coverage, novelty, diversity, Gini of exposure,
+  how alike users' sets are);
 - :mod:`~recrl_lib.evaluation.off_policy`: estimators of a policy's value from logged data.
 """
 
@@ -16,12 +17,13 @@ from recrl_lib.evaluation.intervals import (
     seed_band,
     t_interval,
 )
-from recrl_lib.evaluation.ranking import auc_per_user
+from recrl_lib.evaluation.ranking import auc_per_user, mean_pairwise_jaccard
 
 __all__ = [
     "auc_per_user",
     "compare_over_seeds",
     "mean_ci",
+    "mean_pairwise_jaccard",
     "on_policy_report",
     "paired_difference",
     "policy_summary",

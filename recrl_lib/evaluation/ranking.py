@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import stats
 
 
 def _top(ranked: torch.Tensor, k: int, n_items: int) -> torch.Tensor:
@@ -192,6 +191,26 @@ def gini_of_exposure(ranked: torch.Tensor, n_items: int) -> float:
     return float(((2 * i - n_items - 1) * exposure).sum() / (n_items * exposure.sum()))
 
 
+def mean_pairwise_jaccard(sets: torch.Tensor) -> float:
+    """How alike users' sets of items are: the mean Jaccard similarity |A ∩ B| / |A ∪ B| over
+    all pairs of distinct rows of ``sets`` ([U, N] bool, row u: the items user u was shown, or
+    consumed). 0: no two users share an item; 1: every user has the same set. Pairs whose
+    union is empty (two empty sets) have no similarity and are left out."""
+    if sets.dim() != 2 or len(sets) < 2 or sets.dtype != torch.bool:
+        raise ValueError(
+            f"sets must be a [U, N] bool tensor with at least 2 rows, got "
+            f"{tuple(sets.shape)} {sets.dtype}"
+        )
+    x = sets.double()
+    shared = x @ x.T  # [U, U]: |A ∩ B|
+    size = x.sum(1)
+    union = size[:, None] + size[None, :] - shared
+    pairs = ~torch.eye(len(x), dtype=torch.bool, device=x.device) & (union > 0)
+    if not pairs.any():
+        raise ValueError("every set is empty: there is no pair to compare")
+    return float((shared[pairs] / union[pairs]).mean())
+
+
 def ranking_report(
     ranked: torch.Tensor,
     relevant: torch.Tensor,
@@ -245,6 +264,8 @@ def auc_per_user(
     scores = scores.double()
     # Rank each score among the user's candidates (average rank for ties): the Mann-Whitney U.
     masked = torch.where(candidates, scores, torch.full_like(scores, float("inf")))
+    from scipy import stats  # here, not at the top: see intervals.py
+
     ranks = torch.from_numpy(stats.rankdata(masked.cpu().numpy(), axis=1)).to(scores.device)
     n_pos, n_neg = positives.sum(1).double(), negatives.sum(1).double()
     rank_sum = (ranks * positives).sum(1)
