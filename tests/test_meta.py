@@ -20,11 +20,11 @@ from recrl_lib.agents.meta import (
     conflict_catalogue,
     per_user_copy,
     play_session,
-    reinforce_loss,
     reptile_update,
     reset_memory,
     rows_of,
     run_trial,
+    session_reinforce_loss,
     shown_by_owner,
     train_reptile,
     train_rl2,
@@ -133,10 +133,13 @@ def test_held_out_cohorts_never_reach_training(setup, monkeypatch):
         policy, sim, tasks, tasks.train_cohorts, iterations=2, progress=False
     )
     train_reptile(policy, sim, tasks, pooled, sessions=2, iterations=2, progress=False)
-    train_rl2(
-        RL2Network(policy, 2, pooled), policy, sim, tasks, PPOConfig(), iterations=2, progress=False
-    )
+    rl2 = RL2Network(policy, 2, pooled)
+    trial_config = PPOConfig(target_kl=None)
+    train_rl2(rl2, policy, sim, tasks, trial_config, iterations=2, progress=False)
     assert seen and 2 not in seen
+    for unused in [dict(), dict(num_steps=8), dict(target_kl=None, total_steps=1000)]:
+        with pytest.raises(ValueError, match="train_rl2 does not use"):
+            train_rl2(rl2, policy, sim, tasks, PPOConfig(**unused), iterations=1, progress=False)
 
 
 # ----------------------------------------------------------------------------- the policy
@@ -165,7 +168,7 @@ def _one_session_per_user(policy, sim, seed):
 def test_each_users_loss_reaches_only_that_users_copy(setup):
     policy, sim, _ = setup
     params, session = _one_session_per_user(policy, sim, seed=0)
-    loss = reinforce_loss(policy, session, params, baseline="user")
+    loss = session_reinforce_loss(policy, session, params, baseline="user")
     (grad_all,) = torch.autograd.grad(loss.sum(), params["bias"], retain_graph=True)
     (grad_3,) = torch.autograd.grad(loss[3], params["bias"])
     assert torch.allclose(grad_all[3], grad_3[3]) and (grad_3[torch.arange(8) != 3] == 0).all()
@@ -456,7 +459,9 @@ def test_reinforce_loss_by_hand():
     live_steps = torch.tensor([3.0, 2.0])
     for baseline, advantage in advantages.items():
         expected = -((advantage * chosen).sum(1) + 0.1 * live_steps * entropy) / T
-        loss = reinforce_loss(policy, session, params, gamma=0.5, ent_coef=0.1, baseline=baseline)
+        loss = session_reinforce_loss(
+            policy, session, params, gamma=0.5, ent_coef=0.1, baseline=baseline
+        )
         torch.testing.assert_close(loss, expected)
 
 

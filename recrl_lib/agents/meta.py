@@ -276,7 +276,7 @@ def play_session(
     return Session(**{k: torch.stack(v) for k, v in steps.items()}, final_state=final_state)
 
 
-def reinforce_loss(
+def session_reinforce_loss(
     policy: SessionPolicy,
     session: Session,
     params: Params,
@@ -389,7 +389,7 @@ def train_sessions(
         sim.reset(user_vectors=users)
         rows = rows_of(params, labels if per_cohort else torch.zeros_like(labels))
         session = play_session(sim, policy, lambda s, rows=rows: policy.logits(s, rows), generator)
-        loss = reinforce_loss(policy, session, rows, gamma=gamma, ent_coef=ent_coef).mean()
+        loss = session_reinforce_loss(policy, session, rows, gamma=gamma, ent_coef=ent_coef).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -418,7 +418,7 @@ def adapt(
 
     ``params`` are per-user copies ([B, ...], see :func:`per_user_copy`); returns new copies.
     """
-    losses = reinforce_loss(
+    losses = session_reinforce_loss(
         policy, session, params, gamma=gamma, ent_coef=ent_coef, baseline="user"
     )
     loss = losses.sum()  # row b's loss reaches row b's copy only
@@ -619,8 +619,25 @@ def train_rl2(
     session it remembers. From ``config`` it uses gamma, gae_lambda, lr (constant),
     update_epochs, n_minibatches, clip_coef, value_clip, vf_coef, ent_coef, max_grad_norm,
     normalize_advantages and seed; the rollout is the trial, so num_steps, whole_sessions,
-    annealing and the KL stop do not apply. The memory feeds the actor and the critic alike.
-    Returns the history of per-session returns."""
+    annealing and the KL stop do not apply, and a config that sets them is refused. The memory
+    feeds the actor and the critic alike. Returns the history of per-session returns."""
+    defaults = PPOConfig()
+    unused = [
+        name
+        for name, applies in [
+            ("num_steps", config.num_steps != defaults.num_steps),
+            ("whole_sessions", config.whole_sessions),
+            ("anneal_lr with total_steps", config.anneal_lr and config.total_steps is not None),
+            ("target_kl", config.target_kl is not None),
+        ]
+        if applies
+    ]
+    if unused:
+        raise ValueError(
+            f"train_rl2 does not use {', '.join(unused)} (its rollout is one trial, its lr "
+            "constant, with no KL stop): leave num_steps and whole_sessions at their defaults, "
+            "total_steps=None and target_kl=None"
+        )
     generator = torch.Generator(device=sim.device).manual_seed(config.seed)
     sim.generator.manual_seed(config.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, eps=1e-5)

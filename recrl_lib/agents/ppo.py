@@ -34,38 +34,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recrl_lib.agents.baselines import Policy
-from recrl_lib.agents.session import ItemMask, SessionReader
+from recrl_lib.agents.session import ItemMask, SessionTrunk, layer_init
 from recrl_lib.device import get_device
 from recrl_lib.encoders.history import ItemTable
 
 Observation = dict[str, torch.Tensor]
 
 # ----------------------------------------------------------------------------- 1. networks
-
-
-def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
-    """Orthogonal weights with ``gain``, constant bias: keeps activations' scale through depth."""
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.constant_(layer.bias, bias)
-    return layer
-
-
-class _SessionTrunk(nn.Module):
-    """The observed session (``SessionReader``) -> a tanh MLP -> [B, out]."""
-
-    def __init__(
-        self, items, history, window, n_features, hidden, out, out_gain, user_vectors=None
-    ):
-        super().__init__()
-        self.reader = SessionReader(items, history, window, n_features, user_vectors)
-        self.mlp = nn.Sequential(
-            layer_init(nn.Linear(self.reader.out_dim, hidden)),
-            nn.Tanh(),
-            layer_init(nn.Linear(hidden, out), gain=out_gain),
-        )
-
-    def forward(self, obs: Observation, table: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.reader(obs, table))
 
 
 class RecActorCritic(ItemMask):
@@ -92,8 +67,8 @@ class RecActorCritic(ItemMask):
         self.items = items
         # The policy's last layer starts near zero (gain 0.01): every item about equally likely.
         trunk = (items, history, window, n_features, hidden)
-        self.actor = _SessionTrunk(*trunk, items.dim, 0.01, user_vectors)
-        self.critic = _SessionTrunk(*trunk, 1, 1.0, user_vectors)
+        self.actor = SessionTrunk(*trunk, items.dim, 0.01, user_vectors)
+        self.critic = SessionTrunk(*trunk, 1, 1.0, user_vectors)
 
     @property
     def n_actions(self) -> int:

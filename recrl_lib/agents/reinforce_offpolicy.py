@@ -28,10 +28,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recrl_lib.agents.baselines import Observation, Policy
-from recrl_lib.agents.ppo import _SessionTrunk, log_probs_and_entropy, returns_to_go
-from recrl_lib.agents.session import ItemMask
+from recrl_lib.agents.ppo import log_probs_and_entropy, returns_to_go
+from recrl_lib.agents.session import ItemMask, SessionTrunk
 from recrl_lib.encoders.history import ItemTable
-from recrl_lib.envs.simulator import SimulatorConfig
+from recrl_lib.envs.simulator import SimulatorConfig, session_observation
 
 # ----------------------------------------------------------------------------- 1. corrections
 
@@ -153,18 +153,17 @@ def observations_from_log(
     mask = position >= 0
     index = position.clamp(min=0, max=T - 1)
     before = torch.arange(T, device=items.device) < steps[:, None]  # [n, T]: steps already taken
-    n_clicks = (clicks * before).sum(1, keepdim=True)
-    return {
-        "items": items.gather(1, index) * mask,
-        "clicks": clicks.gather(1, index) * mask,
-        "ratings": ratings.gather(1, index) * mask,
-        "mask": mask,
-        "step": steps[:, None].float() / horizon,
-        "session": torch.cat(
-            [n_clicks, steps[:, None] - n_clicks, (ratings * before).sum(1, keepdim=True)], 1
-        )
-        / horizon,
-    }
+    n_clicks = (clicks * before).sum(1)
+    totals = torch.stack([n_clicks, steps - n_clicks, (ratings * before).sum(1)], 1)
+    return session_observation(
+        items.gather(1, index),
+        clicks.gather(1, index),
+        ratings.gather(1, index),
+        mask,
+        steps,
+        totals,
+        horizon,
+    )
 
 
 class LogPolicyNetwork(ItemMask):
@@ -181,7 +180,7 @@ class LogPolicyNetwork(ItemMask):
     def __init__(self, items: ItemTable, *, history: str = "mean", window: int = 10):
         super().__init__(items.n_items)
         self.items = items
-        self.state = _SessionTrunk(items, history, window, 0, 128, items.dim, 0.01)
+        self.state = SessionTrunk(items, history, window, 0, 128, items.dim, 0.01)
         self.behaviour_vectors = nn.Parameter(torch.zeros(items.n_items, items.dim))
         self.behaviour_bias = nn.Parameter(torch.zeros(items.n_items))
 

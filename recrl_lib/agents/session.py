@@ -3,12 +3,15 @@
 ``SessionReader`` turns the last ``window`` steps of the session log (items, clicks, ratings),
 the step, the session's totals, optional user features and, for a recommender that knows its
 returning users, their vector from its own factorisation of the training split (read by the
-id in ``obs["user"]``) into one input vector for an MLP;
-``ItemMask`` is the set of items a network may recommend (``restrict_to``: train on a warm
-catalogue, test on cold items) and, with the session log, its valid actions.
+id in ``obs["user"]``) into one input vector for an MLP; ``SessionTrunk`` puts a tanh MLP on
+top (PPO's actor and critic, off-policy REINFORCE); ``ItemMask`` is the set of items a network
+may recommend (``restrict_to``: train on a warm catalogue, test on cold items) and, with the
+session log, its valid actions.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -117,3 +120,29 @@ class ItemMask(nn.Module):
     def valid_actions(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, N] bool: allowed items not in the observed session log (no repeats)."""
         return self.allowed & ~shown_items(obs, len(self.allowed))
+
+
+def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with ``gain``, constant bias: keeps activations' scale through depth."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class SessionTrunk(nn.Module):
+    """The observed session (``SessionReader``) -> a tanh MLP -> [B, out]: the trunk of PPO's
+    actor and critic, and of the off-policy REINFORCE policy."""
+
+    def __init__(
+        self, items, history, window, n_features, hidden, out, out_gain, user_vectors=None
+    ):
+        super().__init__()
+        self.reader = SessionReader(items, history, window, n_features, user_vectors)
+        self.mlp = nn.Sequential(
+            layer_init(nn.Linear(self.reader.out_dim, hidden)),
+            nn.Tanh(),
+            layer_init(nn.Linear(hidden, out), gain=out_gain),
+        )
+
+    def forward(self, obs: dict[str, torch.Tensor], table: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.reader(obs, table))

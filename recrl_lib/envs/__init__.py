@@ -6,6 +6,7 @@ from recrl_lib.envs.simulator import (
     SimulatorConfig,
     UserSimulator,
     observation_from_history,
+    session_observation,
     shown_items,
 )
 from recrl_lib.envs.vector import TorchVectorEnv
@@ -24,6 +25,7 @@ __all__ = [
     "genre_mdp",
     "kmeans",
     "observation_from_history",
+    "session_observation",
     "shown_items",
     "value_iteration",
 ]

@@ -87,6 +87,34 @@ def shown_items(obs: dict[str, torch.Tensor], n_items: int) -> torch.Tensor:
     return shown[:, :n_items]
 
 
+def session_observation(
+    items: torch.Tensor,
+    clicks: torch.Tensor,
+    ratings: torch.Tensor,
+    mask: torch.Tensor,
+    steps: torch.Tensor,
+    totals: torch.Tensor,
+    horizon: int,
+) -> dict[str, torch.Tensor]:
+    """The one observation layout every policy reads, built here for the simulator, a logged
+    history (:func:`observation_from_history`) and a logged session
+    (:func:`recrl_lib.agents.reinforce_offpolicy.observations_from_log`) alike.
+
+    items [B, H] long, clicks [B, H], ratings [B, H] (rating / 5, 0 = no click), mask [B, H]
+    bool (True = a real step; the rest is zeroed), steps [B] (steps taken so far), totals
+    [B, 3] (the session's clicks, misses and sum of rating / 5 so far) -> the same four [B, H],
+    step [B, 1] = steps / horizon and session [B, 3] = totals / horizon.
+    """
+    return {
+        "items": items * mask,
+        "clicks": clicks * mask,
+        "ratings": ratings * mask,
+        "mask": mask.clone(),
+        "step": steps[:, None].float() / horizon,
+        "session": totals / horizon,
+    }
+
+
 def observation_from_history(
     items: torch.Tensor,
     ratings: torch.Tensor,
@@ -120,17 +148,12 @@ def observation_from_history(
     def padded(x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.pad(x, (pad, 0))
 
-    clicks = mask.float()
     scaled = ratings * mask / 5
-    n = mask.sum(1, keepdim=True).float()
-    return {
-        "items": padded(items * mask),
-        "clicks": padded(clicks),
-        "ratings": padded(scaled),
-        "mask": padded(mask),
-        "step": n / horizon,
-        "session": torch.cat([n, torch.zeros_like(n), scaled.sum(1, keepdim=True)], 1) / horizon,
-    }
+    n = mask.sum(1).float()
+    totals = torch.stack([n, torch.zeros_like(n), scaled.sum(1)], 1)  # clicks, no misses, ratings
+    return session_observation(
+        padded(items), padded(mask.float()), padded(scaled), padded(mask), n, totals, horizon
+    )
 
 
 class UserSimulator:
@@ -413,14 +436,15 @@ class UserSimulator:
         ``observe_user`` the user's id [B, 1] long (-1 for a synthetic user): who logged in,
         which a recommender knows of its returning users (their past is in its training split).
         """
-        obs = {
-            "items": self.hist_items.clone(),
-            "clicks": self.hist_clicks.clone(),
-            "ratings": self.hist_ratings.clone(),
-            "mask": self.hist_mask.clone(),
-            "step": (self.t.float() / self.config.horizon)[:, None],
-            "session": self.session / self.config.horizon,
-        }
+        obs = session_observation(
+            self.hist_items,
+            self.hist_clicks,
+            self.hist_ratings,
+            self.hist_mask,
+            self.t,
+            self.session,
+            self.config.horizon,
+        )
         if self.config.observe_features:
             obs["features"] = self.features.clone()
         if self.config.observe_user:
