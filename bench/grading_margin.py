@@ -5,10 +5,11 @@ every core kept busy by another process (a shared grading server), side by side 
 
 Each solution notebook (``solutions/<assignment>``, what a fully correct student submits) is
 executed three times with nbclient, as ``nbgrader autograde`` does: once to warm the disk
-caches (not counted), then on the idle machine, then beside ``tests.cpu_load.cpu_hog``. Printed per assignment: the slowest cell's seconds each time, the
-load's slow-down (loaded / idle), and the margin (the slowest loaded cell / the course's
-``Execute.timeout`` in nbgrader_config.py). A margin well below 1 is what keeps a correct
-student's grade independent of the grader's load.
+caches (not counted), then on the idle machine, then beside ``tests.cpu_load.cpu_hog``.
+Printed first: how much the hog slows a CPU-bound probe (about 1.5× on 2 cores); then per
+assignment the slowest cell's seconds each time, the load's slow-down (loaded / idle), and the
+margin (the slowest loaded cell / the course's ``Execute.timeout`` in nbgrader_config.py).
+A margin well below 1 is what keeps a correct student's grade independent of the grader's load.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.cpu_load import cpu_hog  # noqa: E402
+from tests.cpu_load import cpu_hog, probe_seconds  # noqa: E402
 
 COURSE_TIMEOUT = 60  # seconds a cell may take: nbgrader_config.py's c.Execute.timeout
 
@@ -54,6 +55,10 @@ def main() -> None:
     parser.add_argument("assignments", nargs="*", help="default: every folder in solutions/")
     args = parser.parse_args()
     names = args.assignments or sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+    idle_probe = probe_seconds()
+    with cpu_hog():
+        loaded_probe = probe_seconds()
+    print(f"the hog slows a CPU-bound probe {loaded_probe / idle_probe:.2f}×", flush=True)
     rows = []
     for name in names:
         path = ROOT / "solutions" / name / f"{name}.ipynb"

@@ -292,3 +292,35 @@ def test_mlp_head_learns_cartpole():
     returns = total.numpy()
     # a random policy averages about 22; the learned one must be far above it
     assert np.mean(returns) > 150, (np.mean(returns), history.tail(3).to_string())
+
+
+def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed():
+    from recrl_lib.agents import RecActorCritic, train_dqn_recommender, train_ppo_recommender
+
+    world = World.random(n_users=20, n_items=15, seed=0)
+    config = SimulatorConfig(horizon=6, observe_user=True)
+    pool = torch.tensor([3, 4, 9])
+
+    def q_network():
+        return RecQNetwork(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5), use_ids=False))
+
+    def run(seed):
+        return train_dqn_recommender(
+            q_network, world, config, seed=seed, steps=600, user_pool=pool, progress=False
+        )
+
+    (agent, history), (again, _) = run(0), run(0)
+    users = agent.buffer.storage["obs/user"][: agent.buffer.size]
+    assert set(users.flatten().tolist()) <= {3, 4, 9}  # every training session: a pool user
+    assert len(history) >= 10
+    for a, b in zip(agent.q.state_dict().values(), again.q.state_dict().values()):
+        assert torch.equal(a, b)  # the seed decides the initial weights and the run
+    assert not torch.equal(agent.q.mlp[0].weight, run(1)[0].q.mlp[0].weight)
+
+    def actor_critic():
+        return RecActorCritic(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5)))
+
+    ppo, ppo_history = train_ppo_recommender(
+        actor_critic, world, config, seed=0, steps=64 * 64, user_pool=pool, progress=False
+    )
+    assert ppo.config.lr == 1e-3 and not ppo.config.anneal_lr and len(ppo_history) >= 1

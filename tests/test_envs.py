@@ -263,6 +263,15 @@ def test_a_user_pool_keeps_every_drawn_user_inside_it(world):
     everyone.reset()  # the default pool is every user, drawn as before the pool existed
     g = torch.Generator().manual_seed(0)
     assert torch.equal(everyone.user_ids, torch.randint(world.n_users, (64,), generator=g))
+    vector_env = RecommenderVectorEnv(world, num_envs=16, device="cpu", user_pool=pool)
+    vector_env.reset(seed=0)  # the Gymnasium wrappers pass the pool on
+    assert set(vector_env.sim.user_ids.tolist()) <= {2, 5, 11}
+    single = RecommenderEnv(world, device="cpu", user_pool=pool)
+    drawn = set()
+    for seed in range(8):
+        single.reset(seed=seed)
+        drawn.add(single.sim.user_ids.item())
+    assert drawn <= {2, 5, 11}
     sim.reset(users=torch.full((64,), 7))  # an explicit user is allowed outside the pool
     assert (sim.user_ids == 7).all()
     for bad in (
@@ -270,6 +279,7 @@ def test_a_user_pool_keeps_every_drawn_user_inside_it(world):
         torch.tensor([0, world.n_users]),
         torch.tensor([[1, 2]]),
         torch.tensor([0.5]),
+        torch.ones(world.n_users, dtype=torch.bool),
     ):
         with pytest.raises(ValueError, match="user_pool must be"):
             UserSimulator(world, device="cpu", user_pool=bad)

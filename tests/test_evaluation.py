@@ -120,6 +120,10 @@ def test_compare_over_seeds_pairs_users_and_treats_seeds_as_replicates():
     assert (per_seed["high"] - per_seed["low"]).max() < 0.5
     with pytest.raises(ValueError, match=r"\[S, U\]"):
         compare_over_seeds(a, base[:10])
+    named, _ = compare_over_seeds(a, base, seeds=[20, 21, 22])  # rows labelled by their seed
+    assert list(named.index) == [20, 21, 22] and named.loc[20, "diff"] == per_seed.loc[0, "diff"]
+    with pytest.raises(ValueError, match="seeds names 2 seeds"):
+        compare_over_seeds(a, base, seeds=[20, 21])
 
 
 def test_policy_summary_uses_sessions_for_fixed_and_seeds_for_learned_policies():

@@ -137,7 +137,12 @@ def test_held_out_cohorts_never_reach_training(setup, monkeypatch):
     trial_config = PPOConfig(target_kl=None)
     train_rl2(rl2, policy, sim, tasks, trial_config, iterations=2, progress=False)
     assert seen and 2 not in seen
-    for unused in [dict(), dict(num_steps=8), dict(target_kl=None, total_steps=1000)]:
+    for unused in [
+        dict(),
+        dict(num_steps=8),
+        dict(target_kl=None, total_steps=1000),
+        dict(target_kl=None, use_critic=False),
+    ]:
         with pytest.raises(ValueError, match="train_rl2 does not use"):
             train_rl2(rl2, policy, sim, tasks, PPOConfig(**unused), iterations=1, progress=False)
 

@@ -113,6 +113,8 @@ def test_observations_rebuilt_from_a_log_are_what_the_simulator_showed(world, st
         rebuilt = observations_from_log(log, rows, torch.full((8,), t), config)
         for key in shown[t]:
             assert torch.allclose(rebuilt[key].float(), shown[t][key].float()), (t, key)
+    with pytest.raises(ValueError, match="without user features or ids"):
+        observations_from_log(log, rows, rows * 0, SimulatorConfig(observe_user=True))
 
 
 def test_the_behaviour_head_learns_the_logged_propensities(world, stats):

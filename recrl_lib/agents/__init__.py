@@ -1,5 +1,5 @@
-"""Agents: one protocol for every policy, baselines and oracles, tabular Q-learning, DQN, PPO,
-meta-RL (``recrl_lib.agents.meta``)."""
+"""Agents: one protocol for every policy, baselines and oracles, tabular Q-learning, DQN, PPO
+(and the course's trained recommenders, ``recipes``), meta-RL (``recrl_lib.agents.meta``)."""
 
 from recrl_lib.agents.baselines import (
     Policy,
@@ -18,6 +18,11 @@ from recrl_lib.agents.behaviour import (
 )
 from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork
 from recrl_lib.agents.ppo import PPO, MLPActorCritic, PPOConfig, RecActorCritic
+from recrl_lib.agents.recipes import (
+    recommender_env,
+    train_dqn_recommender,
+    train_ppo_recommender,
+)
 from recrl_lib.agents.rollout import (
     draw_users,
     evaluate_policy,
@@ -30,6 +35,9 @@ from recrl_lib.agents.schedules import EpsilonSchedule
 from recrl_lib.agents.tabular import q_learning, sarsa, td_control
 
 __all__ = [
+    "recommender_env",
+    "train_dqn_recommender",
+    "train_ppo_recommender",
     "DQN",
     "DQNConfig",
     "EpsilonSchedule",

@@ -629,6 +629,7 @@ def train_rl2(
             ("whole_sessions", config.whole_sessions),
             ("anneal_lr with total_steps", config.anneal_lr and config.total_steps is not None),
             ("target_kl", config.target_kl is not None),
+            ("use_critic=False", not config.use_critic),
         ]
         if applies
     ]
@@ -636,7 +637,7 @@ def train_rl2(
         raise ValueError(
             f"train_rl2 does not use {', '.join(unused)} (its rollout is one trial, its lr "
             "constant, with no KL stop): leave num_steps and whole_sessions at their defaults, "
-            "total_steps=None and target_kl=None"
+            "total_steps=None, target_kl=None, and use_critic=True (its critic reads the memory)"
         )
     generator = torch.Generator(device=sim.device).manual_seed(config.seed)
     sim.generator.manual_seed(config.seed)

@@ -143,8 +143,11 @@ def observations_from_log(
 
     ``log`` as :func:`~recrl_lib.agents.log_sessions` returns it (``actions``, ``rewards``,
     ``ratings``, each [B, T]); the session's first step sees an empty history."""
-    if config.slate_size != 1 or config.observe_features:
-        raise ValueError("observations_from_log rebuilds single-item sessions without features")
+    if config.slate_size != 1 or config.observe_features or config.observe_user:
+        raise ValueError(
+            "observations_from_log rebuilds single-item sessions without user features or ids: "
+            "build the config with slate_size=1, observe_features=False, observe_user=False"
+        )
     H, horizon = config.observed_steps, config.horizon
     items, clicks = log["actions"][rows], log["rewards"][rows]  # [n, T]
     ratings = log["ratings"][rows] / 5 * clicks

@@ -181,12 +181,13 @@ class UserSimulator:
             user_pool.ndim != 1
             or len(user_pool) == 0
             or user_pool.dtype.is_floating_point
+            or user_pool.dtype == torch.bool
             or user_pool.min() < 0
             or user_pool.max() >= world.n_users
         ):
             raise ValueError(
                 f"user_pool must be a non-empty 1-D tensor of user ids in 0..{world.n_users - 1} "
-                "(e.g. one half of split_users); got "
+                "(e.g. one half of split_users; for a mask, pass mask.nonzero()[:, 0]); got "
                 f"{tuple(user_pool.shape)} {user_pool.dtype}"
             )
         self.user_pool = user_pool.to(self.device, torch.long)

@@ -68,7 +68,7 @@ def seed_band(values, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray,
     return mean, low, high
 
 
-def compare_over_seeds(a, b, confidence: float = 0.95) -> tuple[pd.DataFrame, dict]:
+def compare_over_seeds(a, b, confidence: float = 0.95, *, seeds=None) -> tuple[pd.DataFrame, dict]:
     """Is policy A better than B? Paired on the same evaluation users, replicated over seeds.
 
     a: [S, U] per-user results of A (e.g. session returns) for S training seeds on the same U
@@ -76,7 +76,8 @@ def compare_over_seeds(a, b, confidence: float = 0.95) -> tuple[pd.DataFrame, di
     training seed. Pairs with a NaN on either side are left out (e.g. a user with nothing to
     rank).
 
-    Returns (per_seed, overall). ``per_seed`` has one row per seed: the mean paired difference
+    Returns (per_seed, overall). ``per_seed`` has one row per seed, indexed by ``seeds`` (the
+    training seeds, in the order of ``a``'s rows; default 0..S−1): the mean paired difference
     A − B over users and its t interval (scipy's paired t-test), and ``a``, ``b`` means.
     ``overall`` is the mean of the S per-seed differences with its t interval *over seeds*
     (``diff``, ``low``, ``high``, ``seeds``): the claim "A beats B" for the algorithm holds
@@ -96,8 +97,10 @@ def compare_over_seeds(a, b, confidence: float = 0.95) -> tuple[pd.DataFrame, di
         pair = paired_difference(seed_a, seed_b, confidence)
         row = {"a": seed_a[keep].mean(), "b": seed_b[keep].mean(), "diff": pair["diff"]}
         rows.append(row | {"low": pair["low"], "high": pair["high"]})
-    per_seed = pd.DataFrame(rows)
-    per_seed.index.name = "seed"
+    if seeds is not None and len(seeds) != len(a):
+        raise ValueError(f"seeds names {len(seeds)} seeds, a has {len(a)} rows")
+    per_seed = pd.DataFrame(rows, index=list(seeds) if seeds is not None else None)
+    per_seed.index.name = "seed" if seeds is not None else "seed (row of a)"
     mean, low, high = t_interval(per_seed["diff"].to_numpy(), confidence)
     return per_seed, {"diff": mean, "low": low, "high": high, "seeds": len(a)}
 

@@ -1,0 +1,103 @@
+"""The course's two trained recommenders, one call each, so that every lesson that trains them
+again trains exactly what lessons 04 and 05 chose:
+
+- :func:`train_dqn_recommender`: lesson 04's DQN — ``DQNConfig``'s defaults, ε from 1 to 0.05
+  over the first fifth of the budget, 32 simulated users at a time;
+- :func:`train_ppo_recommender`: lesson 05's PPO — ``PPO_SETTINGS`` on top of ``PPOConfig``'s
+  defaults, 64 simulated users at a time.
+
+Both seed everything with the training seed *before* building the network (so the seed decides
+its initial weights too), train in a simulator that draws its users from ``user_pool`` (the
+tuning half of the users in the lessons; a required argument, so that training on every user,
+``None``, is a choice someone wrote down) and return the agent with its training history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+
+from recrl_lib.agents.dqn import DQN, DQNConfig, RecQNetwork
+from recrl_lib.agents.ppo import PPO, PPOConfig, RecActorCritic
+from recrl_lib.agents.schedules import EpsilonSchedule
+from recrl_lib.device import seed_everything
+from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator
+from recrl_lib.envs.vector import TorchVectorEnv
+from recrl_lib.envs.world import World
+
+# Lesson 05's choice (tried on seeds 0-2): a constant lr 1e-3, 2 epochs of 2 minibatches.
+PPO_SETTINGS = dict(lr=1e-3, anneal_lr=False, update_epochs=2, n_minibatches=2)
+
+
+def recommender_env(
+    world: World,
+    config: SimulatorConfig,
+    *,
+    seed: int,
+    batch_size: int,
+    user_pool: torch.Tensor | None = None,
+    device=None,
+) -> TorchVectorEnv:
+    """``batch_size`` simulated users at a time, drawn from ``user_pool`` (default: all)."""
+    users = UserSimulator(
+        world, config, batch_size=batch_size, seed=seed, device=device, user_pool=user_pool
+    )
+    return TorchVectorEnv(users)
+
+
+def train_dqn_recommender(
+    make_network: Callable[[], RecQNetwork],
+    world: World,
+    config: SimulatorConfig,
+    *,
+    seed: int,
+    steps: int,
+    gamma: float = 0.9,
+    user_pool: torch.Tensor | None,
+    allowed: torch.Tensor | None = None,
+    progress: bool = True,
+    device=None,
+) -> tuple[DQN, pd.DataFrame]:
+    """Lesson 04's DQN trained for ``steps`` transitions. ``make_network()`` builds the
+    Q-network after seeding; ``allowed`` ([N] bool) restricts what it may recommend (cold-start
+    items held out). Returns (agent, history with a row every tenth of the budget)."""
+    seed_everything(seed)
+    network = make_network()
+    network.restrict_to(allowed)
+    epsilon = EpsilonSchedule(1.0, 0.05, steps // 5)
+    agent = DQN(network, DQNConfig(gamma=gamma, epsilon=epsilon, seed=seed), device=device)
+    env = recommender_env(
+        world, config, seed=seed, batch_size=32, user_pool=user_pool, device=agent.device
+    )
+    history = agent.train(env, steps, log_every=max(steps // 10, 1), progress=progress)
+    return agent, history
+
+
+def train_ppo_recommender(
+    make_network: Callable[[], RecActorCritic],
+    world: World,
+    config: SimulatorConfig,
+    *,
+    seed: int,
+    steps: int,
+    gamma: float = 0.9,
+    user_pool: torch.Tensor | None,
+    on_rollout: Callable | None = None,
+    progress: bool = True,
+    device=None,
+) -> tuple[PPO, pd.DataFrame]:
+    """Lesson 05's PPO trained for ``steps`` transitions. ``make_network()`` builds the
+    actor-critic after seeding; ``on_rollout`` is ``PPO.train``'s diagnostic hook. Returns
+    (agent, history with a row every tenth of the budget)."""
+    seed_everything(seed)
+    settings = PPOConfig(gamma=gamma, seed=seed, **PPO_SETTINGS)
+    agent = PPO(make_network(), settings, device=device)
+    env = recommender_env(
+        world, config, seed=seed, batch_size=64, user_pool=user_pool, device=agent.device
+    )
+    history = agent.train(
+        env, steps, log_every=max(steps // 10, 1), on_rollout=on_rollout, progress=progress
+    )
+    return agent, history
