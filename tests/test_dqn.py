@@ -294,8 +294,10 @@ def test_mlp_head_learns_cartpole():
     assert np.mean(returns) > 150, (np.mean(returns), history.tail(3).to_string())
 
 
-def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed():
+def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed(tmp_path, monkeypatch):
     from recrl_lib.agents import RecActorCritic, train_dqn_recommender, train_ppo_recommender
+
+    monkeypatch.setenv("RECRL_CACHE_DIR", str(tmp_path))
 
     world = World.random(n_users=20, n_items=15, seed=0)
     config = SimulatorConfig(horizon=6, observe_user=True)
@@ -304,18 +306,25 @@ def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed():
     def q_network():
         return RecQNetwork(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5), use_ids=False))
 
-    def run(seed):
+    def run(seed, **options):
         return train_dqn_recommender(
-            q_network, world, config, seed=seed, steps=600, user_pool=pool, progress=False
+            q_network,
+            world,
+            config,
+            seed=seed,
+            steps=600,
+            user_pool=pool,
+            progress=False,
+            **options,
         )
 
-    (agent, history), (again, _) = run(0), run(0)
+    (agent, history), (again, _) = run(0, cache=False), run(0, cache=False)
     users = agent.buffer.storage["obs/user"][: agent.buffer.size]
     assert set(users.flatten().tolist()) <= {3, 4, 9}  # every training session: a pool user
     assert len(history) >= 10
     for a, b in zip(agent.q.state_dict().values(), again.q.state_dict().values()):
         assert torch.equal(a, b)  # the seed decides the initial weights and the run
-    assert not torch.equal(agent.q.mlp[0].weight, run(1)[0].q.mlp[0].weight)
+    assert not torch.equal(agent.q.mlp[0].weight, run(1, cache=False)[0].q.mlp[0].weight)
 
     def actor_critic():
         return RecActorCritic(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5)))
@@ -324,3 +333,66 @@ def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed():
         actor_critic, world, config, seed=0, steps=64 * 64, user_pool=pool, progress=False
     )
     assert ppo.config.lr == 1e-3 and not ppo.config.anneal_lr and len(ppo_history) >= 1
+
+
+def test_a_trained_recommender_is_cached_by_everything_that_decides_it(tmp_path, monkeypatch):
+    from recrl_lib.agents import train_dqn_recommender
+
+    monkeypatch.setenv("RECRL_CACHE_DIR", str(tmp_path))
+    world = World.random(n_users=20, n_items=15, seed=0)
+    config = SimulatorConfig(horizon=6)
+
+    def q_network():
+        return RecQNetwork(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5), use_ids=False))
+
+    def run(**options):
+        settings = dict(seed=0, steps=400, user_pool=None, progress=False) | options
+        return train_dqn_recommender(q_network, world, config, **settings)
+
+    trained, history = run()
+    after_training = torch.get_rng_state()
+    assert len(list(tmp_path.glob("agents/dqn-*.pt"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the agent was cached")
+
+    monkeypatch.setattr(DQN, "train", no_training)
+    loaded, loaded_history = run()  # the same key: loaded, not trained
+    for a, b in zip(trained.q.state_dict().values(), loaded.q.state_dict().values()):
+        assert torch.equal(a, b)
+    pd.testing.assert_frame_equal(history, loaded_history)
+    assert torch.equal(torch.get_rng_state(), after_training)  # what follows runs the same
+    obs = UserSimulator(world, config, batch_size=4, device="cpu").reset(seed=1)
+    assert torch.equal(trained.policy()(obs), loaded.policy()(obs))
+    for changed in [dict(steps=401), dict(seed=1), dict(gamma=0.5), dict(cache=False)]:
+        with pytest.raises(AssertionError, match="trained again"):
+            run(**changed)  # another key (or no cache): trains
+
+
+def test_a_ppo_cached_without_a_diagnostic_hook_is_trained_again_for_one(tmp_path, monkeypatch):
+    from recrl_lib.agents import PPO, RecActorCritic, train_ppo_recommender
+
+    monkeypatch.setenv("RECRL_CACHE_DIR", str(tmp_path))
+    world = World.random(n_users=20, n_items=15, seed=0)
+    config = SimulatorConfig(horizon=6)
+
+    def actor_critic():
+        return RecActorCritic(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5)))
+
+    def hook(agent, rollout):
+        return {"first action": rollout.actions[0, 0].item()}
+
+    def run(**options):
+        settings = dict(seed=0, steps=64 * 64, user_pool=None, progress=False) | options
+        return train_ppo_recommender(actor_critic, world, config, **settings)
+
+    _, hooked = run(on_rollout=hook)
+    assert "first action" in hooked
+    trainings = []
+    train = PPO.train
+    monkeypatch.setattr(PPO, "train", lambda *a, **k: trainings.append(1) or train(*a, **k))
+    _, plain = run()  # a call without the hook takes the hooked agent
+    assert not trainings and "first action" in plain
+    run(seed=1)
+    run(seed=1, on_rollout=hook)  # cached without the hook: its history lacks the column
+    assert len(trainings) == 2
