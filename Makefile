@@ -57,8 +57,13 @@ browser:
 # collection order, the long ones first (tests/conftest.py), so that short ones fill the end.
 PYTEST_WORKERS ?= 2
 
+# Trained agents are cached per run only (lessons 07 and 08 reuse what 04 and 05 trained), so that
+# every run trains them: a cache kept from an earlier run would leave the lessons' training untested.
+TEST_AGENTS := .cache/test-agents
+
 test: setup browser
-	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	rm -rf $(TEST_AGENTS)
+	$(TEST_ENV) RECRL_AGENT_CACHE_DIR=$(abspath $(TEST_AGENTS)) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	  $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # nbgrader runs alembic for its gradebook, so the venv's scripts go on the PATH.

@@ -12,8 +12,9 @@ from recrl_lib.datasets import GENRES
 # `make test` hands whole files to two workers in collection order (pytest-xdist with
 # --dist loadfile --no-loadscope-reorder). The long files that cannot be split go first, so that
 # at the end the many short unit-test files keep both workers busy, not one lesson alone. Among
-# the lessons, 05 and 04 come before 08 and 07, which load their trained agents from the cache
-# (``recrl_lib.agents.recipes``) instead of training them again; then the rest, later ones first.
+# the lessons, 05 and 04 come before 08 and 07, which load those lessons' trained agents from the
+# cache (``recrl_lib.agents.recipes``) when they are there by then — the scheduler gives no
+# guarantee, and a miss only trains them again; then the rest, later lessons first.
 LESSON_ORDER = ["05", "04", "08", "07", "06"]
 
 

@@ -3,6 +3,8 @@ a small Gymnasium task."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -297,8 +299,7 @@ def test_mlp_head_learns_cartpole():
 def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed(tmp_path, monkeypatch):
     from recrl_lib.agents import RecActorCritic, train_dqn_recommender, train_ppo_recommender
 
-    monkeypatch.setenv("RECRL_CACHE_DIR", str(tmp_path))
-
+    monkeypatch.setenv("RECRL_AGENT_CACHE_DIR", str(tmp_path))
     world = World.random(n_users=20, n_items=15, seed=0)
     config = SimulatorConfig(horizon=6, observe_user=True)
     pool = torch.tensor([3, 4, 9])
@@ -306,7 +307,7 @@ def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed(tmp_path, m
     def q_network():
         return RecQNetwork(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5), use_ids=False))
 
-    def run(seed, **options):
+    def run(seed):
         return train_dqn_recommender(
             q_network,
             world,
@@ -315,22 +316,31 @@ def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed(tmp_path, m
             steps=600,
             user_pool=pool,
             progress=False,
-            **options,
+            device="cpu",
+            cache=False,
         )
 
-    (agent, history), (again, _) = run(0, cache=False), run(0, cache=False)
+    (agent, history), (again, _) = run(0), run(0)
     users = agent.buffer.storage["obs/user"][: agent.buffer.size]
     assert set(users.flatten().tolist()) <= {3, 4, 9}  # every training session: a pool user
-    assert len(history) >= 10
+    assert len(history) >= 10 and not history.attrs["from_cache"]
     for a, b in zip(agent.q.state_dict().values(), again.q.state_dict().values()):
         assert torch.equal(a, b)  # the seed decides the initial weights and the run
-    assert not torch.equal(agent.q.mlp[0].weight, run(1, cache=False)[0].q.mlp[0].weight)
+    assert not torch.equal(agent.q.mlp[0].weight, run(1)[0].q.mlp[0].weight)
 
     def actor_critic():
         return RecActorCritic(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5)))
 
     ppo, ppo_history = train_ppo_recommender(
-        actor_critic, world, config, seed=0, steps=64 * 64, user_pool=pool, progress=False
+        actor_critic,
+        world,
+        config,
+        seed=0,
+        steps=64 * 64,
+        user_pool=pool,
+        progress=False,
+        device="cpu",
+        cache=False,
     )
     assert ppo.config.lr == 1e-3 and not ppo.config.anneal_lr and len(ppo_history) >= 1
 
@@ -338,20 +348,22 @@ def test_the_course_recipes_train_on_the_pool_and_repeat_with_a_seed(tmp_path, m
 def test_a_trained_recommender_is_cached_by_everything_that_decides_it(tmp_path, monkeypatch):
     from recrl_lib.agents import train_dqn_recommender
 
-    monkeypatch.setenv("RECRL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("RECRL_AGENT_CACHE_DIR", str(tmp_path))
     world = World.random(n_users=20, n_items=15, seed=0)
     config = SimulatorConfig(horizon=6)
 
-    def q_network():
-        return RecQNetwork(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5), use_ids=False))
+    def q_network(window=10):
+        items = ItemTable(15, dim=8, text_vectors=torch.randn(15, 5), use_ids=False)
+        return RecQNetwork(items, window=window)
 
-    def run(**options):
-        settings = dict(seed=0, steps=400, user_pool=None, progress=False) | options
-        return train_dqn_recommender(q_network, world, config, **settings)
+    def run(make=q_network, **options):
+        settings = dict(seed=0, steps=400, user_pool=None, progress=False, device="cpu")
+        return train_dqn_recommender(make, world, config, **(settings | options))
 
+    (tmp_path / "an-older-library").mkdir()  # entries of another version of the source
     trained, history = run()
-    after_training = torch.get_rng_state()
-    assert len(list(tmp_path.glob("agents/dqn-*.pt"))) == 1
+    assert len(list(tmp_path.glob("*/dqn-*.pt"))) == 1 and not history.attrs["from_cache"]
+    assert not (tmp_path / "an-older-library").exists()  # dropped when a new entry is saved
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again although the agent was cached")
@@ -360,39 +372,83 @@ def test_a_trained_recommender_is_cached_by_everything_that_decides_it(tmp_path,
     loaded, loaded_history = run()  # the same key: loaded, not trained
     for a, b in zip(trained.q.state_dict().values(), loaded.q.state_dict().values()):
         assert torch.equal(a, b)
+    assert loaded_history.attrs["from_cache"]
     pd.testing.assert_frame_equal(history, loaded_history)
-    assert torch.equal(torch.get_rng_state(), after_training)  # what follows runs the same
     obs = UserSimulator(world, config, batch_size=4, device="cpu").reset(seed=1)
     assert torch.equal(trained.policy()(obs), loaded.policy()(obs))
-    for changed in [dict(steps=401), dict(seed=1), dict(gamma=0.5), dict(cache=False)]:
+    some_items = torch.arange(15) < 10
+    for changed in [
+        dict(steps=401),
+        dict(seed=1),
+        dict(gamma=0.5),
+        dict(user_pool=torch.tensor([1, 2])),
+        dict(allowed=some_items),
+        dict(make=lambda: q_network(window=5)),  # same weights, another network
+        dict(cache=False),
+    ]:
         with pytest.raises(AssertionError, match="trained again"):
             run(**changed)  # another key (or no cache): trains
+    with pytest.raises(AssertionError, match="trained again"):
+        train_dqn_recommender(
+            q_network,
+            World.random(n_users=20, n_items=15, seed=1),  # another world
+            SimulatorConfig(horizon=7),
+            seed=0,
+            steps=400,
+            user_pool=None,
+            progress=False,
+            device="cpu",
+        )
+    (entry,) = tmp_path.glob("*/dqn-*.pt")
+    entry.write_bytes(entry.read_bytes()[:100])  # a truncated file: a clear warning, then trains
+    unreadable = pytest.warns(UserWarning, match="unreadable cache file")
+    with unreadable, pytest.raises(AssertionError, match="trained again"):
+        run()
 
 
 def test_a_ppo_cached_without_a_diagnostic_hook_is_trained_again_for_one(tmp_path, monkeypatch):
     from recrl_lib.agents import PPO, RecActorCritic, train_ppo_recommender
 
-    monkeypatch.setenv("RECRL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("RECRL_AGENT_CACHE_DIR", str(tmp_path))
     world = World.random(n_users=20, n_items=15, seed=0)
     config = SimulatorConfig(horizon=6)
 
     def actor_critic():
         return RecActorCritic(ItemTable(15, dim=8, text_vectors=torch.randn(15, 5)))
 
-    def hook(agent, rollout):
-        return {"first action": rollout.actions[0, 0].item()}
+    def hook(agent, rollout):  # draws from the global generator, as a careless hook might
+        return {"first action": rollout.actions[0, 0].item(), "noise": torch.rand(1).item()}
 
     def run(**options):
-        settings = dict(seed=0, steps=64 * 64, user_pool=None, progress=False) | options
-        return train_ppo_recommender(actor_critic, world, config, **settings)
+        settings = dict(seed=0, steps=64 * 64, user_pool=None, progress=False, device="cpu")
+        return train_ppo_recommender(actor_critic, world, config, **(settings | options))
 
     _, hooked = run(on_rollout=hook)
+    after_training = torch.get_rng_state()
     assert "first action" in hooked
     trainings = []
     train = PPO.train
     monkeypatch.setattr(PPO, "train", lambda *a, **k: trainings.append(1) or train(*a, **k))
-    _, plain = run()  # a call without the hook takes the hooked agent
+    torch.rand(5)  # move the global generator on
+    _, plain = run()  # a call without the hook takes the hooked agent...
     assert not trainings and "first action" in plain
+    assert torch.equal(torch.get_rng_state(), after_training)  # ...and the generators after it
     run(seed=1)
     run(seed=1, on_rollout=hook)  # cached without the hook: its history lacks the column
     assert len(trainings) == 2
+    run(seed=1, on_rollout=functools.partial(hook))  # no stable name: trained, never cached
+    run(seed=1, on_rollout=functools.partial(hook))
+    assert len(trainings) == 4
+
+
+def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path, monkeypatch):
+    from recrl_lib.agents import cache as agent_cache
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("unexpected EOF: the disk is full")  # what torch.save's writer raises
+
+    monkeypatch.setattr(agent_cache.torch, "save", full_disk)
+    path = tmp_path / "v" / "dqn-x.pt"
+    with pytest.warns(UserWarning, match="could not write the cache file"):
+        agent_cache.save(path, {"w": torch.zeros(2)}, pd.DataFrame({"step": [1]}))
+    assert list((tmp_path / "v").iterdir()) == []  # no entry, no partial file left behind
