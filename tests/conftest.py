@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from recrl_lib.datasets import GENRES
+from recrl_lib.encoders import CatalogueStats
+from recrl_lib.envs import World
 
 # `make test` hands whole files to two workers in collection order (pytest-xdist with
 # --dist loadfile --no-loadscope-reorder). The long files that cannot be split go first, so that
@@ -96,3 +99,20 @@ def atomic_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def grouplens_dir(tmp_path: Path) -> Path:
     return write_grouplens(tmp_path / "grouplens")
+
+
+# A small random world and the recommender's statistics for it (test_policies, test_lm_policy).
+N_ITEMS = 40
+
+
+@pytest.fixture
+def world():
+    return World.random(n_users=30, n_items=N_ITEMS, seed=1)
+
+
+@pytest.fixture
+def stats(world):
+    g = torch.Generator().manual_seed(5)
+    count = torch.randint(1, 100, (N_ITEMS,), generator=g).float()
+    mean_rating = 1 + 4 * torch.rand(N_ITEMS, generator=g)
+    return CatalogueStats(count=count, mean_rating=mean_rating, genres=world.genres)

@@ -51,6 +51,7 @@ STUDENTS = {
     "ex06_meta_rl": ["ada", "ben", "cy"],
     "ex07_evaluation": ["ada", "ben", "cy"],
     "ex08_offpolicy": ["ada", "ben", "cy"],
+    "ex09_grpo": ["ada", "ben", "cy"],
 }
 
 EXPECTED = {
@@ -124,6 +125,17 @@ EXPECTED = {
         },
         "on part 1": {"test_topk_multiplier"},
     },
+    "ex09_grpo": {
+        "part 1": "group_advantages",
+        "part 2 test": "test_grpo_loss",
+        "points": {
+            "test_group_advantages": 2,
+            "test_grpo_loss": 3,
+            "test_sequence_log_likelihood": 2,
+            "test_grpo_finds_the_best": 1,
+        },
+        "on part 1": {"test_group_advantages"},  # the known-optimum run needs parts 1 and 2
+    },
 }
 
 
@@ -172,6 +184,7 @@ def test_every_assignment_has_a_source_and_a_release():
         "ex06_meta_rl",
         "ex07_evaluation",
         "ex08_offpolicy",
+        "ex09_grpo",
     ]
     for assignment in ASSIGNMENTS:
         assert (ROOT / "solutions" / assignment / f"{assignment}.ipynb").is_file()

@@ -18,9 +18,11 @@ from recrl_lib.agents import (
     Policy,
     RecActorCritic,
     RecQNetwork,
+    click_through_recommender,
     draw_users,
     evaluate_policy,
     greedy_oracle,
+    interleave,
     mf_recommender,
     most_popular,
     oracle_planner,
@@ -32,29 +34,15 @@ from recrl_lib.agents import (
 )
 from recrl_lib.datasets import load_movielens_100k
 from recrl_lib.encoders import (
-    CatalogueStats,
     ItemTable,
     MatrixFactorization,
     catalogue_stats,
     item_features,
 )
-from recrl_lib.envs import SimulatorConfig, UserSimulator, World, build_world
+from recrl_lib.envs import SimulatorConfig, UserSimulator, build_world
+from tests.conftest import N_ITEMS
 
-N_ITEMS = 40
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def world():
-    return World.random(n_users=30, n_items=N_ITEMS, seed=1)
-
-
-@pytest.fixture
-def stats(world):
-    g = torch.Generator().manual_seed(5)
-    count = torch.randint(1, 100, (N_ITEMS,), generator=g).float()
-    mean_rating = 1 + 4 * torch.rand(N_ITEMS, generator=g)
-    return CatalogueStats(count=count, mean_rating=mean_rating, genres=world.genres)
 
 
 def dqn_policy(user_vectors: torch.Tensor | None = None) -> Policy:
@@ -79,9 +67,27 @@ def ppo_policy(greedy: bool) -> Policy:
     return PPO(network, device="cpu").policy(greedy=greedy)
 
 
+def lm_re_ranker(stats, temperature: float = 1.0) -> Policy:
+    """Lesson 09's LM re-ranker, on a tiny random Llama with LoRA, over most popular's list."""
+    from recrl_lib.agents.lm_policy import LMRecommender, add_lora
+    from tests.tiny_lm import CharTokenizer, tiny_llama
+
+    titles = [f"Movie {i}" for i in range(N_ITEMS)]
+    model = add_lora(tiny_llama(0), seed=0)
+    lm = LMRecommender(model, CharTokenizer(), titles, most_popular(stats), temperature=temperature)
+    return lm.greedy()
+
+
 def non_oracles(stats) -> dict[str, callable]:
     """Every non-oracle policy of the course, made fresh (random draws repeat per seed)."""
+    shown = torch.arange(N_ITEMS).repeat_interleave(torch.arange(1, N_ITEMS + 1))  # i: i + 1 times
+    first = torch.cat([torch.tensor([True]), shown[1:] != shown[:-1]])  # one click per item
     return {
+        "click-through": lambda: click_through_recommender(shown, first.float(), N_ITEMS),
+        "MF + click-through": lambda: interleave(
+            [mf_recommender(recommender_mf()), most_popular(stats)]
+        ),
+        "LM re-ranker": lambda: lm_re_ranker(stats),
         "random": lambda: random_policy(N_ITEMS, seed=3),
         "most popular": lambda: most_popular(stats),
         "population planner": lambda: population_planner(stats),
@@ -268,6 +274,11 @@ def test_the_recommender_computes_its_knowledge_from_the_training_split_only(ato
 
 
 NON_ORACLES = {
+    "click_through_recommender",
+    "interleave",
+    "LMRecommender",
+    "add_lora",
+    "session_text",
     "random_policy",
     "most_popular",
     "population_planner",

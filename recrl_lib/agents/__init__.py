@@ -3,7 +3,9 @@
 
 from recrl_lib.agents.baselines import (
     Policy,
+    click_through_recommender,
     greedy_oracle,
+    interleave,
     mf_recommender,
     most_popular,
     oracle_planner,
@@ -46,6 +48,8 @@ __all__ = [
     "PPO",
     "PPOConfig",
     "Policy",
+    "click_through_recommender",
+    "interleave",
     "RecActorCritic",
     "RecQNetwork",
     "StochasticPolicy",

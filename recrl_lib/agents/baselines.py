@@ -171,3 +171,45 @@ def oracle_planner(sim: UserSimulator, lam: float = 0.5) -> Policy:
         return sim.click_probabilities() + lam * sim.expected_budget_change()
 
     return Policy(f"oracle planner (λ = {lam})", score, sim.world.n_items, oracle=True)
+
+
+def click_through_recommender(
+    shown: torch.Tensor, clicked: torch.Tensor, n_items: int, *, prior_shows: float = 5.0
+) -> Policy:
+    """Rank items by their click-through rate in the recommender's own log: ``shown`` [M] item
+    ids, ``clicked`` [M] 0/1, each item's rate shrunk toward the log's overall rate with
+    ``prior_shows`` pseudo-shows. What a retriever tuned for clicks learns: clickbait included."""
+    if shown.shape != clicked.shape or shown.ndim != 1 or len(shown) == 0:
+        raise ValueError("shown and clicked must be non-empty [M] tensors of the same shape")
+    shows = torch.bincount(shown.long().cpu(), minlength=n_items).float()
+    clicks = torch.bincount(shown.long().cpu(), weights=clicked.float().cpu(), minlength=n_items)
+    overall = clicks.sum() / shows.sum()
+    rate = (clicks + prior_shows * overall) / (shows + prior_shows)
+
+    def score(obs: Observation) -> torch.Tensor:
+        return rate.to(obs["items"].device).expand(_batch_size(obs), -1)
+
+    return Policy("click-through", score, n_items)
+
+
+def interleave(sources: list[Policy], name: str | None = None) -> Policy:
+    """Blend candidate sources round-robin: the first source's best valid item, the second's,
+    …, then each one's second best, skipping items already taken (as production retrievers
+    merge their sources). Its top-1 is the first source's."""
+    n_items = sources[0].n_items
+    if any(s.n_items != n_items for s in sources):
+        raise ValueError("every source must rank the same catalogue")
+
+    def score(obs: Observation) -> torch.Tensor:
+        best = None
+        for s, source in enumerate(sources):
+            order = source.masked_scores(obs).argsort(1, descending=True)
+            ranks = torch.empty_like(order).scatter_(
+                1, order, torch.arange(n_items, device=order.device).expand_as(order)
+            )
+            position = ranks * len(sources) + s  # round-robin position in the blend
+            best = position if best is None else torch.minimum(best, position)
+        return -best.float()
+
+    label = name or " + ".join(s.name for s in sources)
+    return Policy(label, score, n_items)
