@@ -112,14 +112,18 @@ def test_grpo_loss_matches_an_independent_numpy_computation():
 
 
 def test_the_clip_stops_the_gradient_only_where_it_binds():
-    log_probs = torch.zeros(1, 2, requires_grad=True)
+    logits = torch.zeros(1, 2, requires_grad=True)
     actions = torch.tensor([[0, 1]])
-    old = torch.log(torch.tensor([[0.3, 0.5]]))  # ratio 0.5 / 0.3 = 1.67 for a_0, 1.0 for a_1
+    old = torch.log(torch.tensor([[0.3, 0.5]]))  # ratios 0.5 / 0.3 = 1.67 (clipped), 1.0
     advantages = torch.tensor([[1.0, 1.0]])
-    loss, _ = grpo_loss(log_probs.log_softmax(1), old, actions, advantages, torch.zeros(1, 2))
-    loss.backward()
-    # Only a_1's term (ratio 1, inside the clip) moves: d/dθ of −½ π_1 / 0.5 (KL to log 1 aside)
-    assert log_probs.grad is not None and log_probs.grad.abs().sum() > 0
+    ref = torch.log(torch.tensor([[0.5, 0.5]]))
+    loss, _ = grpo_loss(logits.log_softmax(1), old, actions, advantages, ref, kl_coef=0.0)
+    (grad,) = torch.autograd.grad(loss, logits)
+    # only a_1's term moves: loss = −(1.2 + π_1 / 0.5) / 2, so dL/dz = −(∂π_1/∂z) / 1.0
+    pi = torch.tensor([0.5, 0.5])
+    expected = -torch.tensor([-pi[0] * pi[1], pi[1] * (1 - pi[1])]) / 1.0
+    assert loss.item() == pytest.approx(-(1.2 + 1.0) / 2)
+    assert torch.allclose(grad[0], expected)
 
 
 def test_k3_is_an_unbiased_estimate_of_the_exact_kl():

@@ -198,9 +198,13 @@ def candidate_log_likelihoods(
     same = segment[:, :, None] == segment[:, None, :]
     sees_prompt = (segment[:, None, :] == -1) & (segment[:, :, None] != -2)
     mask = (causal & (same | sees_prompt)) | torch.eye(L, dtype=torch.bool)
+    # Additive form (0 where allowed, the lowest float elsewhere): eager attention adds the mask
+    # to the scores, SDPA accepts either form.
+    dtype = next(model.parameters()).dtype
+    additive = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
     logits = model(
         input_ids=ids.to(device),
-        attention_mask=mask[:, None].to(device),
+        attention_mask=additive[:, None].to(device),
         position_ids=positions.to(device),
         logits_to_keep=L - P + 1,
     ).logits  # [B, L - P + 1, V]: columns P - 1 .. L - 1
@@ -208,9 +212,10 @@ def candidate_log_likelihoods(
     # token, else token j - 1's. In kept columns, P - 1 is column 0.
     j = torch.arange(P, L)
     predictor = torch.where(first[:, P:], 0, (j - P)[None].expand(B, -1)).to(device)
-    log_probs = logits.log_softmax(-1)
+    # log softmax at the target tokens only: logit − logsumexp (no [B, L − P, V] copy)
     batch = torch.arange(B, device=device)[:, None]
-    per_token = log_probs[batch, predictor, ids[:, P:].to(device)]  # [B, L - P]
+    chosen = logits[batch, predictor, ids[:, P:].to(device)]  # [B, L - P]
+    per_token = chosen - logits.logsumexp(-1).gather(1, predictor)
     in_title = segment[:, P:].to(device)
     ll = torch.zeros(B, C + 1, device=device, dtype=per_token.dtype)
     ll = ll.scatter_add(1, torch.where(in_title >= 0, in_title, C), per_token)[:, :C]

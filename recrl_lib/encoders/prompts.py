@@ -7,6 +7,8 @@ Nothing hidden enters it (no user vector, satiation or budget): only the observa
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import torch
 
@@ -14,8 +16,10 @@ SYSTEM = "Recommend one movie."
 
 
 def movie_titles(data) -> list[str]:
-    """One short title per item, in item order: no year, no genres (what the LM scores)."""
-    return [str(t).strip() for t in data.items["title"]]
+    """One short title per item, in item order: no year, no genres (what the LM scores), the
+    article moved back to the front ("Ice Storm, The" -> "The Ice Storm"). Some remakes share a
+    title once the year is gone (e.g. Cape Fear): the LM cannot tell those apart."""
+    return [re.sub(r"^(.*), (The|A|An)$", r"\2 \1", str(t).strip()) for t in data.items["title"]]
 
 
 def session_text(obs: dict[str, torch.Tensor], titles: list[str], *, last: int = 4) -> list[str]:
@@ -62,8 +66,10 @@ def chat_prompts(texts: list[str], tokenizer) -> list[list[int]]:
 
 
 def title_tokens(titles: list[str], tokenizer) -> list[list[int]]:
-    """Each title's token ids as the answer the model would write (no special tokens)."""
-    return [tokenizer(t, add_special_tokens=False).input_ids for t in titles]
+    """Each title's token ids as the whole answer the model would write: the title and the
+    end-of-turn token (so "Scream" is not scored as a prefix of "Scream 2")."""
+    end = getattr(tokenizer, "eos_token", None) or ""
+    return [tokenizer(t + end, add_special_tokens=False).input_ids for t in titles]
 
 
 def describe_candidates(candidates: torch.Tensor, titles: list[str]) -> pd.DataFrame:
