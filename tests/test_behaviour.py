@@ -16,9 +16,8 @@ from recrl_lib.agents import (
 )
 from recrl_lib.datasets import recent_history
 from recrl_lib.envs import SimulatorConfig, UserSimulator, observation_from_history
-from tests.test_policies import N_ITEMS, perturb_hidden_state, played_sim, ppo_policy, stats, world
-
-__all__ = ["stats", "world"]  # fixtures shared with test_policies
+from tests.conftest import N_ITEMS
+from tests.test_policies import perturb_hidden_state, played_sim, ppo_policy
 
 
 def stochastic(stats) -> dict[str, callable]:

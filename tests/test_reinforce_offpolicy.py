@@ -22,9 +22,7 @@ from recrl_lib.agents.reinforce_offpolicy import (
 )
 from recrl_lib.encoders import ItemTable
 from recrl_lib.envs import SimulatorConfig, UserSimulator
-from tests.test_policies import N_ITEMS, stats, world
-
-__all__ = ["stats", "world"]  # fixtures shared with test_policies
+from tests.conftest import N_ITEMS
 
 
 def test_the_top_k_multiplier_at_its_ends_and_by_hand():
