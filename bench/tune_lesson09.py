@@ -16,13 +16,8 @@ import argparse
 import torch
 
 from recrl_lib.agents import (
-    click_through_recommender,
-    interleave,
-    log_sessions,
-    mf_recommender,
+    click_through_retriever,
     most_popular,
-    random_policy,
-    softmax_policy,
     split_users,
 )
 from recrl_lib.agents.grpo import GRPOConfig, train_grpo
@@ -52,14 +47,9 @@ def main() -> None:
     titles, mf = movie_titles(data), fit_recommender_mf(data)
     config = SimulatorConfig(clickbait_appeal=2.0, observe_user=True)
     tuning_pool, _ = split_users(world.n_users, seed=0)
-    logger = UserSimulator(world, config, batch_size=2048, seed=3, user_pool=tuning_pool)
-    uniform = softmax_policy(random_policy(world.n_items, seed=3), temperature=1e6)
-    log = log_sessions(logger, uniform, seed=3)
-    alive = log["alive"]
-    click_through = click_through_recommender(
-        log["actions"][alive], log["rewards"][alive], world.n_items
+    retriever, _, _ = click_through_retriever(
+        world, config, mf, user_pool=tuning_pool, n_sessions=2048, seed=3
     )
-    retriever = interleave([mf_recommender(mf), click_through])
     train_sim = UserSimulator(world, config, batch_size=32, seed=5, user_pool=tuning_pool)
     validation = sample_session_states(
         UserSimulator(world, config, batch_size=64, seed=0, user_pool=tuning_pool),

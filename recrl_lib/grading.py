@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recrl_lib.agents.bandits import linucb_update
 from recrl_lib.agents.dqn import n_step_returns, td_target
 from recrl_lib.agents.grpo import group_advantages, grpo_loss
 from recrl_lib.agents.meta import reptile_update, reset_memory
@@ -24,7 +25,7 @@ from recrl_lib.agents.tabular import q_learning_update, sarsa_update
 from recrl_lib.encoders.language_model import sequence_log_likelihood
 from recrl_lib.envs.genre_mdp import TabularMDP, bellman_backup
 from recrl_lib.evaluation.off_policy import ips, snips
-from recrl_lib.evaluation.ranking import ndcg_at_k
+from recrl_lib.evaluation.ranking import gini, mean_pairwise_jaccard, ndcg_at_k
 
 
 def _fail(message: str) -> None:
@@ -696,6 +697,96 @@ def check_corrected_loss(fn: Callable, trials: int = 30, seed: int = 0) -> None:
             _fail(f"loss = −mean(w · G · log π(a)), w = min(π/β, cap) · λ_K(π) {case}")
         if not torch.allclose(my_grad, expected_grad, atol=1e-6):
             _fail(f"the value is right but not the gradient: detach the weight w {case}")
+
+
+# ----------------------------------------------------------------------------- exercise 10
+
+
+def check_gini(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(counts [n]) -> float``: G = Σ_i (2i − n − 1) x_(i) / (n Σ x), counts sorted."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        n = int(rng.integers(2, 12))
+        counts = rng.integers(0, 6, n).astype(float)  # small counts: ties
+        counts[int(rng.integers(n))] += 1  # never all zero
+        expected = gini(counts)
+        try:
+            mine = float(fn(counts.copy()))
+        except Exception as error:  # a crash becomes a message that says on what
+            _fail(f"your gini raised {error!r} on counts {counts.tolist()} (a numpy array)")
+        i = np.arange(1, n + 1)
+        unsorted = float(((2 * i - n - 1) * counts).sum() / (n * counts.sum()))
+        if np.isclose(mine, unsorted) and not np.isclose(mine, expected):
+            _fail("sort the counts first (x_(1) ≤ … ≤ x_(n)): the formula reads them in order")
+        descending = float(((2 * i - n - 1) * np.sort(counts)[::-1]).sum() / (n * counts.sum()))
+        if np.isclose(mine, descending) and not np.isclose(mine, expected):
+            _fail("sort the counts in increasing order: the largest count gets the largest weight")
+        if np.isclose(mine, expected * n) and not np.isclose(mine, expected):
+            _fail("divide by n Σ x, not by Σ x alone")
+        if not np.isclose(mine, expected, atol=1e-9):
+            _fail(f"Gini of {counts.tolist()}: expected {expected:.6f}, got {mine:.6f}")
+
+
+def check_mean_pairwise_jaccard(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(sets [U, N] bool) -> float``: the mean of |A ∩ B| / |A ∪ B| over pairs of distinct
+    rows, pairs of two empty sets left out."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        users, n = int(rng.integers(2, 7)), int(rng.integers(2, 9))
+        sets = torch.from_numpy(rng.random((users, n)) < rng.uniform(0.2, 0.7))
+        sets[0] = sets[1] if rng.random() < 0.3 else sets[0]  # sometimes identical sets
+        if not sets.any():
+            sets[0, 0] = True
+        expected = mean_pairwise_jaccard(sets)
+        try:
+            mine = float(fn(sets.clone()))
+        except Exception as error:  # a crash becomes a message that says on what
+            _fail(f"your function raised {error!r} on {users} users' sets of {n} items")
+        x = sets.double()
+        shared, size = x @ x.T, x.sum(1)
+        union = size[:, None] + size[None, :] - shared
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = (shared / union).numpy()
+        with_self = np.nanmean(ratio)  # the diagonal left in
+        if np.isclose(mine, with_self) and not np.isclose(mine, expected):
+            _fail("leave out each user's pair with itself (u ≠ v): its Jaccard is always 1")
+        dice = (2 * shared / (size[:, None] + size[None, :])).numpy()
+        off = ~np.eye(users, dtype=bool) & (union.numpy() > 0)
+        if np.isclose(mine, dice[off].mean()) and not np.isclose(mine, expected):
+            _fail("divide by the union |A ∪ B| = |A| + |B| − |A ∩ B|, not by |A| + |B|")
+        if not np.isclose(mine, expected, atol=1e-9):
+            _fail(f"mean Jaccard of {users} users' sets: expected {expected:.6f}, got {mine:.6f}")
+
+
+def check_linucb_update(fn: Callable, trials: int = 50, seed: int = 0) -> None:
+    """``fn(A [d, d], b [d], x [d], r) -> (A', b')``: A + x xᵀ and b + r x, as new tensors."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        d = int(rng.integers(1, 6))
+        A = torch.eye(d, dtype=torch.float64) + torch.from_numpy(np.diag(rng.random(d)))
+        b, x = torch.from_numpy(rng.normal(size=d)), torch.from_numpy(rng.normal(size=d))
+        r = float(rng.choice([0.0, 1.0, rng.normal()]))
+        expected_A, expected_b = linucb_update(A, b, x, r)
+        before = (A.clone(), b.clone())
+        try:
+            result = fn(A, b, x.clone(), r)
+        except Exception as error:  # a crash becomes a message that says on what
+            _fail(f"your update raised {error!r} for d = {d} (torch float64 tensors)")
+        if not isinstance(result, tuple) or len(result) != 2:
+            _fail("return the pair (A, b): the updated statistics")
+        mine_A, mine_b = (torch.as_tensor(t).double() for t in result)
+        if mine_A.shape != (d, d):
+            _fail(f"A' must stay [d, d] = [{d}, {d}]: A plus the [d, d] outer product x xᵀ")
+        if torch.allclose(mine_A, A + x @ x) and d > 1 and not torch.allclose(mine_A, expected_A):
+            _fail("add the outer product x xᵀ (a [d, d] matrix), not the dot product x · x")
+        if not torch.allclose(mine_A, expected_A, atol=1e-9):
+            _fail("A' = A + x xᵀ: the shown item's features, outer with themselves")
+        if torch.allclose(mine_b, b + x) and r != 1 and not torch.allclose(mine_b, expected_b):
+            _fail("b' = b + r x: weight the features by the reward r")
+        if not torch.allclose(mine_b, expected_b, atol=1e-9):
+            _fail("b' = b + r x")
+        if not (torch.equal(A, before[0]) and torch.equal(b, before[1])):
+            _fail("return new tensors and leave the inputs A and b as they were")
 
 
 def self_check(parts: dict[str, Callable[[], None]]) -> dict[str, bool]:

@@ -6,6 +6,7 @@ import html
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
 from recrl_lib.encoders.text import nearest_neighbours
@@ -85,3 +86,52 @@ def clipped_objective_explorer(advantage: float = 1.0, clip_coef: float = 0.2) -
     eps_slider.observe(update, names="value")
     update()
     return widgets.VBox([a_slider, eps_slider, summary, plot])
+
+
+def feedback_loop_explorer(
+    world, mf, users: torch.Tensor, *, config=None, popularity=None, seed: int = 0
+) -> widgets.VBox:
+    """Greedy MF against ε-greedy MF in lesson 10's loop, for the ε and the number of rounds a
+    learner picks: press Run to see clicks per session, the Gini of exposure and catalogue
+    coverage per round. ``box.children = (epsilon, rounds, run, summary, plot)``; the summary
+    is a table of the last round (``box.last`` holds the runs' tables)."""
+    from recrl_lib.agents.loop_recommenders import MFLoopRecommender
+    from recrl_lib.evaluation.feedback_loop import run_feedback_loop
+
+    eps_slider = widgets.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.05, description="ε")
+    rounds_slider = widgets.IntSlider(value=6, min=2, max=20, description="rounds")
+    run_button = widgets.Button(description="Run", button_style="primary")
+    summary, plot = widgets.HTML(), widgets.Output()
+    box = widgets.VBox([eps_slider, rounds_slider, run_button, summary, plot])
+
+    def run(_=None):
+        runs = {}
+        for name, epsilon in (("greedy", 0.0), (f"ε = {eps_slider.value:g}", eps_slider.value)):
+            table, _ = run_feedback_loop(
+                world,
+                MFLoopRecommender(mf, epsilon=epsilon, seed=seed),
+                users=users,
+                rounds=rounds_slider.value,
+                config=config,
+                popularity=popularity,
+                seed=seed,
+            )
+            runs[name] = table
+        box.last = runs
+        measures = ["clicks_per_session", "gini_exposure", "coverage"]
+        last = {name: table[measures].iloc[-1] for name, table in runs.items()}
+        summary.value = "<b>last round</b>" + pd.DataFrame(last).T.round(3).to_html()
+        with plot:
+            plot.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+            for ax, measure in zip(axes, measures):
+                for name, table in runs.items():
+                    ax.plot(table["round"], table[measure], marker="o", label=name)
+                ax.set(xlabel="round (0: random start-up)", title=measure.replace("_", " "))
+            axes[0].legend()
+            plt.tight_layout()
+            plt.show()
+
+    run_button.on_click(run)
+    run()
+    return box

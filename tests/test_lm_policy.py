@@ -4,7 +4,10 @@ independent implementation or a known optimum."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -25,7 +28,7 @@ from recrl_lib.encoders.language_model import (
     candidate_log_likelihoods_flat,
     sequence_log_likelihood,
 )
-from recrl_lib.encoders.prompts import chat_prompts, session_text
+from recrl_lib.encoders.prompts import chat_prompts, session_text, user_past
 from recrl_lib.envs import SimulatorConfig, UserSimulator
 from tests.conftest import N_ITEMS
 from tests.tiny_lm import VOCAB, CharTokenizer, tiny_llama
@@ -161,6 +164,39 @@ def test_the_prompt_is_the_session_log_in_words(world):
     with pytest.raises(ValueError, match="last must be >= 1"):
         session_text(obs, TITLES, last=0)
     assert chat_prompts(["hi"], CharTokenizer())[0][-1] == CharTokenizer()(">").input_ids[0]
+
+
+def test_a_known_users_prompt_starts_with_what_the_training_split_says_they_liked(world, stats):
+    ratings = pd.DataFrame(  # user 0: three liked, one disliked; user 1: one liked; user 2: none
+        {
+            "user": [0, 0, 0, 0, 0, 1, 1, 2],
+            "item": [5, 6, 7, 8, 9, 3, 4, 2],
+            "rating": [5, 4, 2, 4, 5, 5, 1, 3],
+            "timestamp": [50, 10, 20, 30, 40, 10, 20, 10],
+        }
+    )
+    data = SimpleNamespace(train=ratings, n_users=4)  # what user_past reads: the training split
+    past = user_past(data, length=3)
+    # user 0's liked items by time: 6 (10), 8 (30), 9 (40), 5 (50): the last three, oldest first
+    assert past.tolist() == [[8, 9, 5], [3, -1, -1], [-1, -1, -1], [-1, -1, -1]]
+    sim = UserSimulator(world, SimulatorConfig(horizon=20, observe_user=True), batch_size=3)
+    obs = sim.reset(seed=0, users=torch.tensor([0, 2, 1]))
+    obs["user"][2, 0] = -1  # an unknown user: no past
+    texts = session_text(obs, TITLES, past=past)
+    assert (
+        texts[0]
+        == f"Liked before: {TITLES[8]}; {TITLES[9]}; {TITLES[5]}. A new session. First movie?"
+    )
+    assert texts[1] == texts[2] == "A new session. First movie?"
+    assert session_text(obs, TITLES) == ["A new session. First movie?"] * 3
+    anonymous = UserSimulator(world, SimulatorConfig(horizon=20), batch_size=1).reset(seed=0)
+    with pytest.raises(KeyError, match="observe_user=True"):
+        session_text(anonymous, TITLES, past=past)
+    with pytest.raises(ValueError, match="length must be >= 1"):
+        user_past(data, length=0)
+    # the re-ranker's own prompts carry it
+    lm = LMRecommender(tiny_llama(0), CharTokenizer(), TITLES, most_popular(stats), user_past=past)
+    assert lm.prompts(obs)[0] == chat_prompts([texts[0]], CharTokenizer())[0]
 
 
 def test_the_re_ranker_is_a_distribution_over_the_retrievers_candidates(world, stats):

@@ -14,8 +14,15 @@ import torch
 from recrl_lib.agents import (
     DQN,
     PPO,
+    BanditRecommender,
     DQNConfig,
+    EpsilonGreedyLinear,
+    LinearThompson,
+    LinUCB,
+    LoopLog,
+    MFLoopRecommender,
     Policy,
+    PopularityRecommender,
     RecActorCritic,
     RecQNetwork,
     click_through_recommender,
@@ -39,6 +46,7 @@ from recrl_lib.encoders import (
     catalogue_stats,
     item_features,
 )
+from recrl_lib.encoders.prompts import user_past
 from recrl_lib.envs import SimulatorConfig, UserSimulator, build_world
 from tests.conftest import N_ITEMS
 
@@ -78,6 +86,29 @@ def lm_re_ranker(stats, temperature: float = 1.0) -> Policy:
     return lm.greedy()
 
 
+def loop_log(n_users: int = 30, m: int = 60) -> LoopLog:
+    """A feedback loop's log standing in for lesson 10's (random shows and clicks)."""
+    g = torch.Generator().manual_seed(2)
+    return LoopLog(
+        round=torch.zeros(m, dtype=torch.long),
+        user=torch.randint(n_users, (m,), generator=g),
+        step=torch.zeros(m, dtype=torch.long),
+        item=torch.randint(N_ITEMS, (m,), generator=g),
+        click=torch.rand(m, generator=g) < 0.5,
+        rating=torch.zeros(m),
+    )
+
+
+def loop_policy(recommender) -> Policy:
+    """A lesson 10 recommender retrained on ``loop_log``, serving."""
+    recommender.fit(loop_log())
+    return recommender.policy()
+
+
+def text_features() -> torch.Tensor:
+    return torch.randn(N_ITEMS, 6, generator=torch.Generator().manual_seed(4))
+
+
 def non_oracles(stats) -> dict[str, callable]:
     """Every non-oracle policy of the course, made fresh (random draws repeat per seed)."""
     shown = torch.arange(N_ITEMS).repeat_interleave(torch.arange(1, N_ITEMS + 1))  # i: i + 1 times
@@ -96,6 +127,19 @@ def non_oracles(stats) -> dict[str, callable]:
         "MF recommender": lambda: mf_recommender(recommender_mf()),
         "PPO": lambda: ppo_policy(greedy=True),
         "PPO, sampled": lambda: ppo_policy(greedy=False),
+        "most popular in the loop": lambda: loop_policy(
+            PopularityRecommender(N_ITEMS, prior_counts=stats.count)
+        ),
+        "MF in the loop, ε-greedy": lambda: loop_policy(
+            MFLoopRecommender(recommender_mf(), epsilon=0.5, epochs=1)
+        ),
+        "LinUCB": lambda: loop_policy(BanditRecommender(LinUCB(text_features(), 30))),
+        "linear Thompson": lambda: loop_policy(
+            BanditRecommender(LinearThompson(text_features(), 30, seed=1))
+        ),
+        "linear ε-greedy": lambda: loop_policy(
+            BanditRecommender(EpsilonGreedyLinear(text_features(), 30, epsilon=0.5))
+        ),
     }
 
 
@@ -265,6 +309,7 @@ def test_the_recommender_computes_its_knowledge_from_the_training_split_only(ato
         assert torch.equal(a, b)
     options = dict(mf_dim=4, epochs=2)
     assert torch.equal(item_features(data, **options), item_features(other, **options))
+    assert torch.equal(user_past(data), user_past(other))  # lesson 09's prompts: train only
     world_options = dict(dim=4, epochs=2, n_cohorts=2, progress=False, cache_dir=None)
     reality, changed_reality = (
         build_world(data, **world_options),
@@ -279,6 +324,7 @@ NON_ORACLES = {
     "LMRecommender",
     "add_lora",
     "session_text",
+    "user_past",
     "random_policy",
     "most_popular",
     "population_planner",
@@ -304,6 +350,18 @@ NON_ORACLES = {
     "observation_from_history",
     "LogPolicyNetwork",
     "LogREINFORCE",
+    "reduce_features",
+    "LinearBandit",
+    "LinUCB",
+    "LinearThompson",
+    "EpsilonGreedyLinear",
+    "BanditRecommender",
+    "MFLoopRecommender",
+    "PopularityRecommender",
+    "RandomRecommender",
+    "StaticRecommender",
+    "far_from_mean",
+    "feedback_loop_explorer",
 }
 HIDDEN_NAMES = {
     *("world", "sim", "evaluator", "validation", "fitted", "one", "everyone", "logger_sim"),

@@ -35,3 +35,22 @@ def test_clipped_objective_plot_is_the_librarys_surrogate_and_the_explorer_react
     assert "r = 1.30" in summary.value
     a.value = -1.0
     assert "A < 0" in summary.value and "r = 0.70" in summary.value
+
+
+def test_the_feedback_loop_explorer_runs_greedy_and_epsilon_greedy_for_the_knobs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from recrl_lib.encoders import ItemTable, MatrixFactorization
+    from recrl_lib.envs import World
+    from recrl_lib.widgets import feedback_loop_explorer
+
+    world = World.random(n_users=20, n_items=30, seed=0)
+    mf = MatrixFactorization(world.n_users, ItemTable(world.n_items, dim=4))
+    box = feedback_loop_explorer(world, mf, torch.arange(12))
+    epsilon, rounds, run, summary, _ = box.children
+    assert set(box.last) == {"greedy", "ε = 0.2"} and len(box.last["greedy"]) == 6
+    assert "last round" in summary.value
+    epsilon.value, rounds.value = 1.0, 3
+    run.click()
+    assert set(box.last) == {"greedy", "ε = 1"} and len(box.last["ε = 1"]) == 3

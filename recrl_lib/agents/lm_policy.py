@@ -49,7 +49,9 @@ def add_lora(model, *, rank: int = 8, alpha: float = 16.0, seed: int = 0, target
 
 class LMRecommender:
     """The LM re-ranker over a retriever's ``n_candidates`` candidates; see the module
-    docstring. ``history_steps`` steps of the session go into the prompt."""
+    docstring. ``history_steps`` steps of the session go into the prompt and, given
+    ``user_past`` ([U, L] item ids from :func:`recrl_lib.encoders.prompts.user_past`: the
+    training split), what a returning user liked before."""
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class LMRecommender:
         history_steps: int = 4,
         length_normalise: bool = True,
         temperature: float = 1.0,
+        user_past: torch.Tensor | None = None,
     ):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -74,6 +77,7 @@ class LMRecommender:
         self.history_steps, self.length_normalise = history_steps, length_normalise
         self.n_items, self.temperature = retriever.n_items, temperature
         self._title_ids = title_tokens(titles, tokenizer)
+        self.user_past = user_past
 
     def candidates(self, obs: Observation) -> torch.Tensor:
         """The retriever's top C valid items, best first -> [B, C] long."""
@@ -85,7 +89,8 @@ class LMRecommender:
 
     def prompts(self, obs: Observation) -> list[list[int]]:
         """The token ids of each row's prompt."""
-        return chat_prompts(session_text(obs, self.titles, last=self.history_steps), self.tokenizer)
+        texts = session_text(obs, self.titles, last=self.history_steps, past=self.user_past)
+        return chat_prompts(texts, self.tokenizer)
 
     @contextlib.contextmanager
     def reference(self):

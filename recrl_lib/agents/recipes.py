@@ -1,5 +1,6 @@
 """The course's two trained recommenders, one call each, so that every lesson that trains them
-again trains exactly what lessons 04 and 05 chose:
+again trains exactly what lessons 04 and 05 chose (and lesson 09's candidate retriever,
+:func:`click_through_retriever`, built once for the lesson and its tuning script):
 
 - :func:`train_dqn_recommender`: lesson 04's DQN — ``DQNConfig``'s defaults, ε from 1 to 0.05
   over the first fifth of the budget, 32 simulated users at a time;
@@ -32,10 +33,20 @@ import pandas as pd
 import torch
 
 from recrl_lib.agents import cache as agent_cache
+from recrl_lib.agents.baselines import (
+    Policy,
+    click_through_recommender,
+    interleave,
+    mf_recommender,
+    random_policy,
+)
+from recrl_lib.agents.behaviour import softmax_policy
 from recrl_lib.agents.dqn import DQN, DQNConfig, RecQNetwork
 from recrl_lib.agents.ppo import PPO, PPOConfig, RecActorCritic
+from recrl_lib.agents.rollout import log_sessions
 from recrl_lib.agents.schedules import EpsilonSchedule
 from recrl_lib.device import seed_everything
+from recrl_lib.encoders.mf import MatrixFactorization
 from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator
 from recrl_lib.envs.vector import TorchVectorEnv
 from recrl_lib.envs.world import World
@@ -147,3 +158,33 @@ def train_ppo_recommender(
         agent_cache.save(path, agent.net.state_dict(), history, hook)
     history.attrs["from_cache"] = False
     return agent, history
+
+
+def click_through_retriever(
+    world: World,
+    config: SimulatorConfig,
+    mf: MatrixFactorization,
+    *,
+    user_pool: torch.Tensor,
+    n_sessions: int,
+    seed: int = 3,
+    device=None,
+) -> tuple[Policy, Policy, int]:
+    """Lesson 09's candidate retriever: the recommender's MF (its own factorisation of the
+    training split, for the logged-in user) interleaved round-robin with a click-through
+    retriever, each movie's shrunk click rate in a log of ``n_sessions`` sessions of uniformly
+    random recommendations to ``user_pool`` (the recommender's own exploration log; tuned for
+    clicks, it loves clickbait). Returns (the blend, the click-through retriever alone, the
+    number of logged recommendations)."""
+    logger = UserSimulator(
+        world, config, batch_size=n_sessions, seed=seed, device=device, user_pool=user_pool
+    )
+    # a huge temperature: every valid item alike
+    uniform = softmax_policy(random_policy(world.n_items, seed=seed), temperature=1e6)
+    log = log_sessions(logger, uniform, seed=seed)
+    alive = log["alive"]
+    click_through = click_through_recommender(
+        log["actions"][alive], log["rewards"][alive], world.n_items
+    )
+    blend = interleave([mf_recommender(mf), click_through], name="retriever (MF + click-through)")
+    return blend, click_through, int(alive.sum())

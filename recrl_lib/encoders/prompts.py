@@ -2,7 +2,9 @@
 
 A prompt holds the session's log as a person would read it, oldest first: the titles of the
 movies shown, and for each whether it was watched (clicked) and how it was rated, or skipped.
-Nothing hidden enters it (no user vector, satiation or budget): only the observation.
+Nothing hidden enters it (no user vector, satiation or budget): only the observation and, for a
+recommender that knows its returning users, what the training split says they liked before
+(:func:`user_past`, read by the id in ``obs["user"]``).
 """
 
 from __future__ import annotations
@@ -22,14 +24,49 @@ def movie_titles(data) -> list[str]:
     return [re.sub(r"^(.*), (The|A|An)$", r"\2 \1", str(t).strip()) for t in data.items["title"]]
 
 
-def session_text(obs: dict[str, torch.Tensor], titles: list[str], *, last: int = 4) -> list[str]:
+def user_past(data, *, length: int = 3, min_rating: int = 4) -> torch.Tensor:
+    """Each user's last ``length`` movies rated at least ``min_rating`` in ``data``'s training
+    split (``data.train``: what the recommender knows of its returning users), oldest first
+    -> [data.n_users, length] long, −1 where a user has fewer."""
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    ratings = data.train
+    liked = ratings[ratings["rating"] >= min_rating]
+    ordered = liked.sort_values(["user", "timestamp", "item"], kind="stable")
+    from_end = ordered.groupby("user").cumcount(ascending=False).to_numpy()
+    keep = from_end < length
+    past = torch.full((data.n_users, length), -1, dtype=torch.long)
+    users = torch.as_tensor(ordered["user"].to_numpy()[keep], dtype=torch.long)
+    slots = torch.as_tensor(length - 1 - from_end[keep], dtype=torch.long)
+    past[users, slots] = torch.as_tensor(ordered["item"].to_numpy()[keep], dtype=torch.long)
+    # oldest first, with the padding (−1) on the right
+    order = (past < 0).long().argsort(dim=1, stable=True)
+    return past.gather(1, order)
+
+
+def session_text(
+    obs: dict[str, torch.Tensor],
+    titles: list[str],
+    *,
+    last: int = 4,
+    past: torch.Tensor | None = None,
+) -> list[str]:
     """The session's last ``last`` steps in words, one string per row of ``obs``.
 
     E.g. "Shown: Star Wars (watched, 5/5); Fargo (skipped). Next?" Ratings are the
     observation's rating / 5, written back in stars. Short, as every token costs compute.
+    With ``past`` ([U, L] from :func:`user_past`) a known user's row starts with what they
+    liked before, "Liked before: Fargo; Heat.", read by the id in ``obs["user"]`` (an
+    unknown user, id −1, gets none).
     """
     if last < 1:
         raise ValueError(f"last must be >= 1 step, got {last}")
+    if past is not None and "user" not in obs:
+        raise KeyError(
+            "a prompt with the user's past reads who logged in: build the simulator with "
+            "SimulatorConfig(observe_user=True)"
+        )
+    users = obs["user"][:, 0].cpu() if past is not None else None
     items = obs["items"][:, -last:].cpu()
     clicks = obs["clicks"][:, -last:].cpu()
     ratings = obs["ratings"][:, -last:].cpu()
@@ -45,10 +82,12 @@ def session_text(obs: dict[str, torch.Tensor], titles: list[str], *, last: int =
                 steps.append(f"{title} (watched, {round(float(rating) * 5)}/5)")
             else:
                 steps.append(f"{title} (skipped)")
-        if steps:
-            texts.append(f"Shown: {'; '.join(steps)}. Next?")
-        else:
-            texts.append("A new session. First movie?")
+        text = f"Shown: {'; '.join(steps)}. Next?" if steps else "A new session. First movie?"
+        if users is not None and 0 <= users[row] < len(past):
+            liked = [titles[int(i)] for i in past[users[row]] if i >= 0]
+            if liked:
+                text = f"Liked before: {'; '.join(liked)}. {text}"
+        texts.append(text)
     return texts
 
 

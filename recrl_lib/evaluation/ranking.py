@@ -179,16 +179,55 @@ def intra_list_diversity(ranked: torch.Tensor, vectors: torch.Tensor) -> torch.T
     return torch.where(pairs > 0, 1 - mean_similarity, torch.nan)
 
 
+def gini(counts) -> float:
+    """The Gini coefficient of a non-negative count vector ``counts`` [n] (tensor or array):
+    0 = every entry equal, (n − 1) / n = everything on one entry (the most unequal n allows).
+
+        G = Σ_i (2i − n − 1) x_(i) / (n Σ_i x_i),   x_(1) ≤ … ≤ x_(n) the sorted counts
+
+    (half the mean absolute difference over all ordered pairs, divided by the mean). Ties need
+    no care: equal values may be sorted either way.
+    """
+    x = counts.detach().cpu().double().numpy() if torch.is_tensor(counts) else counts
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or len(x) == 0 or not np.isfinite(x).all() or (x < 0).any():
+        raise ValueError(
+            f"counts must be a non-empty 1-D vector of finite values >= 0, got shape {x.shape}"
+        )
+    if x.sum() == 0:
+        raise ValueError(
+            "counts are all zero: the Gini of nothing is undefined (was anything shown or "
+            "consumed?)"
+        )
+    n = len(x)
+    i = np.arange(1, n + 1)
+    return float(((2 * i - n - 1) * np.sort(x)).sum() / (n * x.sum()))
+
+
 def gini_of_exposure(ranked: torch.Tensor, n_items: int) -> float:
-    """The Gini coefficient of how often each of the ``n_items`` items is shown across all
-    lists: 0 = every item equally often, → 1 = all exposure on one item.
-    G = Σ_i (2i − n − 1) x_(i) / (n Σ x), with x_(1) ≤ … ≤ x_(n) the exposure counts."""
+    """The :func:`gini` of how often each of the ``n_items`` items is shown across all lists:
+    0 = every item equally often, → 1 = all exposure on one item."""
     items = ranked[ranked >= 0]
     if len(items) == 0:
         raise ValueError("the lists are empty: nothing was shown")
-    exposure = np.sort(np.bincount(items.cpu().numpy(), minlength=n_items)).astype(float)
-    i = np.arange(1, n_items + 1)
-    return float(((2 * i - n_items - 1) * exposure).sum() / (n_items * exposure.sum()))
+    return gini(torch.bincount(items.cpu(), minlength=n_items))
+
+
+def mean_popularity(items: torch.Tensor, popularity: torch.Tensor) -> float:
+    """The mean ``popularity`` [N] (e.g. the recommender's training-split rating counts) of the
+    ``items`` shown (long ids of any shape; ``-1`` marks an empty slot and is skipped):
+    (1 / M) Σ_m popularity[items_m]. Popularity bias: this rises when a loop favours hits."""
+    if items.dtype != torch.long or popularity.dim() != 1:
+        raise ValueError(
+            f"items must be long item ids and popularity a [N] vector, got {items.dtype} "
+            f"and {tuple(popularity.shape)}"
+        )
+    shown = items[items >= 0]
+    if len(shown) == 0:
+        raise ValueError("no item was shown: the mean popularity of nothing is undefined")
+    if shown.max() >= len(popularity):
+        raise ValueError(f"items hold ids beyond the {len(popularity)} items of popularity")
+    return float(popularity.to(shown.device).double()[shown].mean())
 
 
 def mean_pairwise_jaccard(sets: torch.Tensor) -> float:
@@ -209,6 +248,35 @@ def mean_pairwise_jaccard(sets: torch.Tensor) -> float:
     if not pairs.any():
         raise ValueError("every set is empty: there is no pair to compare")
     return float((shared[pairs] / union[pairs]).mean())
+
+
+def homogenisation(
+    sets: torch.Tensor, reference_sets: torch.Tensor, *, kind: str = "ratio"
+) -> float:
+    """How alike a recommender makes its users, relative to a reference run (the oracle's):
+    ``sets`` and ``reference_sets`` are [U, N] bool, row u the items user u consumed under each
+    (the same users in the same rows). With J = :func:`mean_pairwise_jaccard`,
+
+        ratio:       J(sets) / J(reference)   (1 = as alike as under the reference; > 1 more)
+        difference:  J(sets) − J(reference)   (Chaney et al. 2018 plot this "change in Jaccard
+                                               index" against the ideal recommender)
+    """
+    if sets.shape != reference_sets.shape:
+        raise ValueError(
+            f"sets {tuple(sets.shape)} and reference_sets {tuple(reference_sets.shape)} must "
+            "hold the same users and items, row for row"
+        )
+    if kind not in ("ratio", "difference"):
+        raise ValueError(f"kind must be 'ratio' or 'difference', got {kind!r}")
+    measured, reference = mean_pairwise_jaccard(sets), mean_pairwise_jaccard(reference_sets)
+    if kind == "difference":
+        return measured - reference
+    if reference == 0:
+        raise ValueError(
+            "no two reference users share an item (Jaccard 0): the ratio is undefined; "
+            "use kind='difference'"
+        )
+    return measured / reference
 
 
 def ranking_report(
