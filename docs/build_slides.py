@@ -11,6 +11,8 @@ reveal.js 4.0.2 (what nbconvert 7's template is written for), MathJax 2.7.9 (its
 MathJax 2's API), require.js and jQuery (which the template loads) come from npm's registry once,
 each checked against its pinned sha512, into ``.cache/slides/``, and are copied next to the decks
 under ``build/slides/assets/``: the folder opens in a browser with no network, on a USB stick too.
+``--fetch-assets`` only fetches them (``make test`` does, for the deck's test); each request times
+out after ``NETWORK_TIMEOUT`` seconds, and a failure says why (npm's own error).
 """
 
 from __future__ import annotations

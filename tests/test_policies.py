@@ -360,6 +360,7 @@ NON_ORACLES = {
     "PopularityRecommender",
     "RandomRecommender",
     "StaticRecommender",
+    "LogREINFORCERecommender",
     "far_from_mean",
     "feedback_loop_explorer",
 }
