@@ -11,7 +11,6 @@ from recrl_lib.agents import (
     BanditRecommender,
     LinearThompson,
     LinUCB,
-    LogREINFORCERecommender,
     LoopLog,
     MFLoopRecommender,
     OracleRecommender,
@@ -19,9 +18,7 @@ from recrl_lib.agents import (
     RandomRecommender,
     StaticRecommender,
     most_popular,
-    sessions_from_loop_log,
 )
-from recrl_lib.agents.reinforce_offpolicy import LogPolicyNetwork, LogREINFORCE, LogREINFORCEConfig
 from recrl_lib.encoders import CatalogueStats, ItemTable, MatrixFactorization
 from recrl_lib.envs import SimulatorConfig, World
 from recrl_lib.evaluation import (
@@ -530,44 +527,3 @@ def test_consumed_items_are_not_shown_again_and_the_last_round_can_exploit():
     scores = recommender.mf.score_all()[: world.n_users].masked_fill(seen, -float("inf"))
     first = log.select((log.round == 3) & (log.step == 0))
     assert torch.equal(first.item, scores[first.user].argmax(1))
-
-
-def test_the_loop_log_becomes_logged_sessions_by_hand():
-    sessions = sessions_from_loop_log(handmade_log(), session_len=3)
-    # handmade_log: (round, user) = (0, 1) steps 0-1, (0, 2) step 0..., one row per session
-    assert sessions["alive"].sum() == len(handmade_log())
-    assert sessions["actions"].shape == (sessions["alive"].shape[0], 3)
-    assert torch.equal(sessions["rewards"][sessions["alive"]].sum(), torch.tensor(3.0))
-    assert (sessions["behaviour_p"] == 1).all()
-    with pytest.raises(ValueError, match="session_len"):
-        sessions_from_loop_log(handmade_log(), session_len=1)
-
-
-def reinforce_in_the_loop(off_policy: bool, seed: int = 0):
-    world = World.random(n_users=16, n_items=30, seed=2)
-    network = LogPolicyNetwork(ItemTable(world.n_items, dim=8))
-    agent = LogREINFORCE(network, LogREINFORCEConfig(off_policy=off_policy, epochs=1, seed=seed))
-    recommender = LogREINFORCERecommender(agent, session_len=5)
-    return run_feedback_loop(
-        world,
-        recommender,
-        users=torch.arange(12),
-        rounds=4,
-        session_len=5,
-        seed=seed,
-        device="cpu",
-    ), recommender
-
-
-def test_reinforce_from_logs_trains_on_each_new_round_and_the_correction_matters():
-    torch.manual_seed(0)
-    (table, log), recommender = reinforce_in_the_loop(off_policy=True)
-    assert recommender.trained_rounds == 3  # fitted before rounds 1, 2, 3 on rounds 0, 1, 2
-    assert recommender.name == "REINFORCE, off-policy corrected"
-    torch.manual_seed(0)
-    (_, again), _ = reinforce_in_the_loop(off_policy=True)
-    assert log.equals(again)  # the same seed, the same run
-    torch.manual_seed(0)
-    (_, plain), plain_recommender = reinforce_in_the_loop(off_policy=False)
-    assert plain_recommender.name == "REINFORCE"
-    assert not log.equals(plain)  # the weights change what is learned, so what is served

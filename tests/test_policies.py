@@ -360,7 +360,6 @@ NON_ORACLES = {
     "PopularityRecommender",
     "RandomRecommender",
     "StaticRecommender",
-    "LogREINFORCERecommender",
     "far_from_mean",
     "feedback_loop_explorer",
 }

@@ -35,7 +35,6 @@ from recrl_lib.agents.behaviour import (
 from recrl_lib.agents.dqn import DQN, DQNConfig, MLPQNetwork, RecQNetwork
 from recrl_lib.agents.loop_recommenders import (
     BanditRecommender,
-    LogREINFORCERecommender,
     LoopLog,
     LoopRecommender,
     MFLoopRecommender,
@@ -43,7 +42,6 @@ from recrl_lib.agents.loop_recommenders import (
     PopularityRecommender,
     RandomRecommender,
     StaticRecommender,
-    sessions_from_loop_log,
 )
 from recrl_lib.agents.ppo import PPO, MLPActorCritic, PPOConfig, RecActorCritic
 from recrl_lib.agents.recipes import (
@@ -76,8 +74,6 @@ __all__ = [
     "PopularityRecommender",
     "RandomRecommender",
     "StaticRecommender",
-    "LogREINFORCERecommender",
-    "sessions_from_loop_log",
     "explore_scores",
     "linear_bandit_problem",
     "linucb_scores",

@@ -18,9 +18,7 @@ training split (its counts, its MF, the item text vectors):
   clicks, greedy or ε-greedy;
 - :class:`BanditRecommender`: a contextual linear bandit (:mod:`~recrl_lib.agents.bandits`:
   LinUCB, linear Thompson sampling, ε-greedy) refitted on the log's (user, item, click);
-- :class:`StaticRecommender`: any fixed :class:`Policy` (never retrained), for comparison;
-- :class:`LogREINFORCERecommender`: lesson 08's REINFORCE from logs, trained further each
-  round on the round just logged, with or without the off-policy correction.
+- :class:`StaticRecommender`: any fixed :class:`Policy` (never retrained), for comparison.
 
 :class:`OracleRecommender` (``oracle=True``) reads the simulator's hidden state on purpose: the
 loop hands it the simulator through ``attach(sim)``, and hands it to no one else.
@@ -37,9 +35,8 @@ import torch
 
 from recrl_lib.agents.bandits import LinearBandit, explore_scores
 from recrl_lib.agents.baselines import Observation, Policy, mf_recommender, random_policy
-from recrl_lib.agents.reinforce_offpolicy import LogREINFORCE
 from recrl_lib.encoders.mf import MatrixFactorization, fit_bpr
-from recrl_lib.envs.simulator import SimulatorConfig, UserSimulator
+from recrl_lib.envs.simulator import UserSimulator
 
 
 @dataclass
@@ -346,59 +343,3 @@ class OracleRecommender:
             return sim.world.affinity_all(sim.user_vectors)
 
         return Policy(self.name, score, self.n_items, oracle=True)
-
-
-def sessions_from_loop_log(log: LoopLog, session_len: int) -> dict[str, torch.Tensor]:
-    """The loop's rows as logged sessions, one per (round, user), in the layout of
-    :func:`~recrl_lib.agents.log_sessions` (``actions``, ``rewards`` (clicks), ``ratings``,
-    ``alive``, ``behaviour_p`` — 1: the loop records no propensities), each [S, session_len],
-    sessions ordered by round then user."""
-    if len(log) and int(log.step.max()) >= session_len:
-        raise ValueError(f"the log has steps beyond session_len={session_len}")
-    key = log.round * (int(log.user.max()) + 1 if len(log) else 1) + log.user
-    _, row = torch.unique(key, return_inverse=True)
-    S, device = int(row.max()) + 1 if len(log) else 0, log.device
-    shape = (S, session_len)
-    out = {
-        "actions": torch.zeros(shape, dtype=torch.long, device=device),
-        "rewards": torch.zeros(shape, device=device),
-        "ratings": torch.zeros(shape, device=device),
-        "alive": torch.zeros(shape, dtype=torch.bool, device=device),
-        "behaviour_p": torch.ones(shape, device=device),
-    }
-    out["actions"][row, log.step] = log.item
-    out["rewards"][row, log.step] = log.click.float()
-    out["ratings"][row, log.step] = log.rating
-    out["alive"][row, log.step] = True
-    return out
-
-
-class LogREINFORCERecommender:
-    """Lesson 08's REINFORCE from logs in the loop: each fit trains the agent further on the
-    rounds logged since its last fit (``LogREINFORCE.fit``: its config's epochs over every new
-    logged decision, β̂ its behaviour head's estimate of whatever served them), so the network
-    carries what it learned from earlier rounds. ``agent.config.off_policy`` decides whether the
-    importance weight π/β̂ corrects for the log having been written by earlier policies (the
-    random start-up, then the agent's own older selves). Serves greedily."""
-
-    oracle = False
-
-    def __init__(self, agent: LogREINFORCE, session_len: int, *, name: str | None = None):
-        self.agent, self.session_len, self.trained_rounds = agent, session_len, 0
-        self.n_items = agent.net.n_actions
-        corrected = agent.config.off_policy
-        self.name = name or ("REINFORCE, off-policy corrected" if corrected else "REINFORCE")
-        # the network reads the session only (no user id): the layout logged sessions rebuild
-        self.sim_config = SimulatorConfig(horizon=session_len)
-
-    def fit(self, log: LoopLog) -> None:
-        new = log.select(log.round >= self.trained_rounds)
-        if len(new) == 0:
-            return
-        self.agent.fit(
-            sessions_from_loop_log(new, self.session_len), self.sim_config, progress=False
-        )
-        self.trained_rounds = int(log.round.max()) + 1
-
-    def policy(self) -> Policy:
-        return self.agent.policy(self.name)
