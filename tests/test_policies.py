@@ -361,7 +361,6 @@ NON_ORACLES = {
     "RandomRecommender",
     "StaticRecommender",
     "far_from_mean",
-    "feedback_loop_explorer",
 }
 HIDDEN_NAMES = {
     *("world", "sim", "evaluator", "validation", "fitted", "one", "everyone", "logger_sim"),
