@@ -18,6 +18,9 @@ comedy". The two do different work for a step, which is the point of the compari
 
 The script also prints trl's ``frac_reward_zero_std``: groups where every completion earned the
 same reward teach nothing.
+
+Measured on the 2-core CPU (trl 1.16.0, 6 layers, 4 prompts x 8): recrl 1.05 s a step, trl
+14.11 s (13.5x), trl's frac_reward_zero_std 1.0 at every step (no generated title matched).
 """
 
 from __future__ import annotations
