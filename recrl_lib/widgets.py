@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from recrl_lib.agents.loop_recommenders import MFLoopRecommender
 from recrl_lib.encoders.text import nearest_neighbours
+from recrl_lib.evaluation.feedback_loop import run_feedback_loop
 from recrl_lib.plotting import clipped_objective
 
 
@@ -95,9 +97,6 @@ def feedback_loop_explorer(
     learner picks: press Run to see clicks per session, the Gini of exposure and catalogue
     coverage per round. ``box.children = (epsilon, rounds, run, summary, plot)``; the summary
     is a table of the last round (``box.last`` holds the runs' tables)."""
-    from recrl_lib.agents.loop_recommenders import MFLoopRecommender
-    from recrl_lib.evaluation.feedback_loop import run_feedback_loop
-
     eps_slider = widgets.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.05, description="ε")
     rounds_slider = widgets.IntSlider(value=6, min=2, max=20, description="rounds")
     run_button = widgets.Button(description="Run", button_style="primary")

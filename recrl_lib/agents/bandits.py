@@ -217,24 +217,23 @@ class LinearBandit:
         """[B, N]: the rule's score of every item for each user (here: the mean)."""
         return self.mean_scores(users)
 
-    def policy(self) -> Policy:
-        """The bandit as a :class:`Policy`: its best valid item for the logged-in user. The
-        policy reads the bandit live: an :meth:`update` changes what it recommends."""
+    def _serve(self, name: str, scores) -> Policy:
+        """A :class:`Policy` that scores items with ``scores(users)`` for the logged-in users."""
 
         def score(obs: Observation) -> torch.Tensor:
             user_rows(obs, self.n_users)  # a clear error without obs["user"] or for a stranger
-            return self.scores(obs["user"][:, 0]).to(obs["items"].device)
+            return scores(obs["user"][:, 0]).to(obs["items"].device)
 
-        return Policy(self.name, score, self.n_items)
+        return Policy(name, score, self.n_items)
+
+    def policy(self) -> Policy:
+        """The bandit as a :class:`Policy`: its best valid item for the logged-in user. The
+        policy reads the bandit live: an :meth:`update` changes what it recommends."""
+        return self._serve(self.name, self.scores)
 
     def greedy_policy(self) -> Policy:
         """The ridge mean x_iᵀθ̂_u alone, without the rule's exploration."""
-
-        def score(obs: Observation) -> torch.Tensor:
-            user_rows(obs, self.n_users)
-            return self.mean_scores(obs["user"][:, 0]).to(obs["items"].device)
-
-        return Policy(f"{self.name}, greedy", score, self.n_items)
+        return self._serve(f"{self.name}, greedy", self.mean_scores)
 
 
 class EpsilonGreedyLinear(LinearBandit):

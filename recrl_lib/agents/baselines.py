@@ -91,16 +91,27 @@ def _batch_size(obs: Observation) -> int:
     return obs["items"].shape[0]
 
 
+class DeviceGenerators:
+    """One random generator per device type, seeded with ``seed`` when first used there: a
+    policy's own stream, wherever its inputs live."""
+
+    def __init__(self, seed: int):
+        self.seed, self._by_device = seed, {}
+
+    def __call__(self, device: torch.device) -> torch.Generator:
+        if device.type not in self._by_device:
+            self._by_device[device.type] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._by_device[device.type]
+
+
 def random_policy(n_items: int, *, seed: int = 0, allowed: torch.Tensor | None = None) -> Policy:
     """Uniform over valid items, from its own generator seeded with ``seed``."""
-    generator: dict[str, torch.Generator] = {}  # one per device, made on first use
+    generator = DeviceGenerators(seed)
 
     def score(obs: Observation) -> torch.Tensor:
         device = obs["items"].device
-        if device.type not in generator:
-            generator[device.type] = torch.Generator(device=device).manual_seed(seed)
         shape = (_batch_size(obs), n_items)
-        return torch.rand(shape, generator=generator[device.type], device=device)
+        return torch.rand(shape, generator=generator(device), device=device)
 
     return Policy("random", score, n_items, allowed=allowed)
 

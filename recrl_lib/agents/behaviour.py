@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from recrl_lib.agents.baselines import Observation, Policy
+from recrl_lib.agents.baselines import DeviceGenerators, Observation, Policy
 
 
 class StochasticPolicy:
@@ -34,7 +34,7 @@ class StochasticPolicy:
     ):
         self.name, self._probs, self.n_items, self.oracle = name, probs, n_items, oracle
         self.seed = seed
-        self._generators: dict[str, torch.Generator] = {}  # one per device, made on first use
+        self._generators = DeviceGenerators(seed)
 
     def __repr__(self) -> str:
         return f"StochasticPolicy({self.name!r}{', oracle' if self.oracle else ''})"
@@ -51,10 +51,7 @@ class StochasticPolicy:
         The generator is seeded once, at the first draw: a policy used twice continues its
         stream, so make a fresh policy (same ``seed``) to repeat a log exactly."""
         probs = self.probs(obs)
-        device = probs.device
-        if device.type not in self._generators:
-            self._generators[device.type] = torch.Generator(device=device).manual_seed(self.seed)
-        actions = torch.multinomial(probs, 1, generator=self._generators[device.type])[:, 0]
+        actions = torch.multinomial(probs, 1, generator=self._generators(probs.device))[:, 0]
         return actions, probs.gather(1, actions[:, None])[:, 0]
 
     def __call__(self, obs: Observation) -> torch.Tensor:

@@ -34,7 +34,13 @@ import pandas as pd
 import torch
 
 from recrl_lib.agents.bandits import LinearBandit, explore_scores
-from recrl_lib.agents.baselines import Observation, Policy, mf_recommender, random_policy
+from recrl_lib.agents.baselines import (
+    DeviceGenerators,
+    Observation,
+    Policy,
+    mf_recommender,
+    random_policy,
+)
 from recrl_lib.encoders.mf import MatrixFactorization, fit_bpr
 from recrl_lib.envs.simulator import UserSimulator
 
@@ -129,19 +135,6 @@ class LoopRecommender(Protocol):
     def policy(self) -> Policy: ...
 
 
-class _Generators:
-    """One generator per device, seeded with ``seed`` on first use (as ``random_policy``)."""
-
-    def __init__(self, seed: int):
-        self.seed, self._by_device = seed, {}
-
-    def __call__(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self._by_device:
-            self._by_device[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._by_device[key]
-
-
 class RandomRecommender:
     """Uniform over valid items; learns nothing (Chaney et al.'s "random" recommender). One
     generator for the whole run: make a fresh recommender to repeat a run."""
@@ -233,7 +226,7 @@ class MFLoopRecommender:
         self.epsilon, self.epochs, self.lr, self.l2, self.seed = epsilon, epochs, lr, l2, seed
         self.n_items = mf.items.n_items
         self.name = "MF (greedy)" if epsilon == 0 else f"MF ε-greedy (ε = {epsilon:g})"
-        self._generators = _Generators(seed)
+        self._generators = DeviceGenerators(seed)
 
     def fit(self, log: LoopLog) -> None:
         model = copy.deepcopy(self.initial)

@@ -14,6 +14,8 @@ import re
 import pandas as pd
 import torch
 
+from recrl_lib.datasets import recent_history
+
 SYSTEM = "Recommend one movie."
 
 
@@ -30,18 +32,10 @@ def user_past(data, *, length: int = 3, min_rating: int = 4) -> torch.Tensor:
     -> [data.n_users, length] long, −1 where a user has fewer."""
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
-    ratings = data.train
-    liked = ratings[ratings["rating"] >= min_rating]
-    ordered = liked.sort_values(["user", "timestamp", "item"], kind="stable")
-    from_end = ordered.groupby("user").cumcount(ascending=False).to_numpy()
-    keep = from_end < length
-    past = torch.full((data.n_users, length), -1, dtype=torch.long)
-    users = torch.as_tensor(ordered["user"].to_numpy()[keep], dtype=torch.long)
-    slots = torch.as_tensor(length - 1 - from_end[keep], dtype=torch.long)
-    past[users, slots] = torch.as_tensor(ordered["item"].to_numpy()[keep], dtype=torch.long)
-    # oldest first, with the padding (−1) on the right
-    order = (past < 0).long().argsort(dim=1, stable=True)
-    return past.gather(1, order)
+    liked = data.train[data.train["rating"] >= min_rating]
+    items, _, mask = recent_history(liked, data.n_users, length)  # newest last, padded left
+    order = (~mask).long().argsort(dim=1, stable=True)  # the padding to the right
+    return items.masked_fill(~mask, -1).gather(1, order)
 
 
 def session_text(
